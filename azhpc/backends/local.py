@@ -1,0 +1,524 @@
+"""The local backend: a pool of long-lived worker processes ("nodes") on this machine.
+
+One scheduler thread owns everything: it starts the nodes, hands each free task slot the next
+queued task, reads results as they arrive, retries failed tasks, and replaces a node that dies
+(killed, out of memory), running its tasks again elsewhere. Other threads talk to it only
+through a command queue, so no state is shared between threads.
+
+Large inputs and results move through payload files in a shared-memory folder, mapped rather
+than copied (see :mod:`azhpc.backends.local_node`). Closing the backend stops every node;
+nodes also exit on their own when the client process dies.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import os
+import pickle
+import queue
+import selectors
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import azhpc
+from azhpc.backends.base import Backend
+from azhpc.backends.local_node import from_ref, to_ref, write_frame
+from azhpc.core.outcome import RemoteError, TaskOutcome
+from azhpc.core.payload import decode
+from azhpc.core.states import TaskResult
+from azhpc.errors import ConfigError, SerializationError, WorkerLostError
+
+if TYPE_CHECKING:
+    from azhpc.core.job import JobEvents
+    from azhpc.core.spec import JobSpec
+
+__all__ = ["LocalBackend"]
+
+#: After this many nodes in a row die before they are ready, stop starting new ones.
+STARTUP_FAILURES_LIMIT = 3
+#: Seconds to wait for nodes to exit on their own at close before killing them.
+EXIT_GRACE = 2.0
+#: How much of a node's stderr to keep for error messages.
+STDERR_TAIL = 4096
+
+_THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
+
+
+def _scratch_folder() -> str:
+    """A private folder for payload files, in shared memory where the system has it."""
+    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    return tempfile.mkdtemp(prefix=f"azhpc-{os.getpid()}-", dir=base)
+
+
+@dataclass
+class _Node:
+    node_id: str
+    proc: subprocess.Popen[bytes]
+    slots: int
+    ready: bool = False
+    alive: bool = True
+    running: dict[tuple[str, str], int] = field(default_factory=dict)
+    functions: set[str] = field(default_factory=set)
+    buffer: bytearray = field(default_factory=bytearray)
+    stderr_tail: bytearray = field(default_factory=bytearray)
+
+    @property
+    def free(self) -> int:
+        return self.slots - len(self.running) if self.alive else 0
+
+
+@dataclass
+class _JobRun:
+    spec: JobSpec
+    events: JobEvents
+    refs: dict[str, tuple[Any, ...]]
+    attempts: collections.Counter[str] = field(default_factory=collections.Counter)
+    losses: collections.Counter[str] = field(default_factory=collections.Counter)
+    remaining: int = 0
+
+
+class LocalBackend(Backend):
+    """Worker processes on this machine.
+
+    Parameters
+    ----------
+    workers
+        How many worker processes ("nodes"); default: one per CPU core.
+    slots
+        Tasks each worker runs at once (in threads; useful for I/O-bound tasks). Default 1.
+    python
+        The Python executable for the workers; default: the client's own.
+    """
+
+    name: ClassVar[str] = "local"
+
+    def __init__(
+        self, *, workers: int | None = None, slots: int = 1, python: str | None = None
+    ) -> None:
+        if workers is None:
+            workers = os.cpu_count() or 1
+        for label, value in (("workers", workers), ("slots", slots)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{label} must be a whole number >= 1, got {value!r}")
+        self.workers = workers
+        self.slots = slots
+        self.python = python or sys.executable
+        self._scratch = _scratch_folder()
+        self._commands: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = os.pipe()
+        self._closed = False
+        self._node_ids = itertools.count(1)
+        self._stage_ids = itertools.count()
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="azhpc-local", daemon=True)
+        self._finalizer = weakref.finalize(
+            self, _release, self._scratch, (self._wake_r, self._wake_w)
+        )
+        self._thread.start()
+
+    # -- the client-side API (any thread) -----------------------------------------------------
+
+    @property
+    def total_slots(self) -> int:
+        return self.workers * self.slots
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "workers": self.workers, "slots": self.slots}
+
+    def submit(self, spec: JobSpec, events: JobEvents) -> None:
+        self._check_open()
+        refs = {}
+        for task in spec.tasks:
+            path = os.path.join(self._scratch, f"in-{spec.job_id}-{next(self._stage_ids)}")
+            refs[task.task_id] = to_ref(task.input, path)
+        self._send(("submit", _JobRun(spec, events, refs, remaining=len(spec.tasks))))
+
+    def cancel(self, job_id: str) -> None:
+        if self._closed:
+            return
+        done = threading.Event()
+        self._send(("cancel", job_id, done))
+        done.wait(timeout=30)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        done = threading.Event()
+        self._send(("close", done))
+        done.wait(timeout=EXIT_GRACE + 10)
+        self._thread.join(timeout=5)
+        self._finalizer()
+
+    def node_pids(self) -> list[int]:
+        """The process ids of the live worker processes (for diagnostics and tests)."""
+        if self._closed:
+            return []
+        reply: queue.SimpleQueue[list[int]] = queue.SimpleQueue()
+        self._send(("pids", reply))
+        return reply.get(timeout=30)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConfigError("this session is closed; open a new one with azhpc.connect()")
+
+    def _send(self, command: tuple[Any, ...]) -> None:
+        self._commands.put(command)
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+
+    # -- the scheduler thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._serve()
+        except BaseException as exc:  # a bug here must fail the jobs, not hang them
+            self._closed = True
+            self._fatal = f"the local scheduler stopped: {type(exc).__name__}: {exc}"
+            self._fail_queued(self._fatal, everything=True)
+            for node in list(self._nodes):
+                _kill(node.proc)
+            raise
+
+    def _serve(self) -> None:
+        self._nodes: list[_Node] = []
+        self._jobs: dict[str, _JobRun] = {}
+        self._queue: collections.deque[tuple[str, str]] = collections.deque()
+        self._fatal: str | None = None
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._startup_failures = 0
+        for _ in range(self.workers):
+            self._spawn()
+        closing: threading.Event | None = None
+        while closing is None:
+            for key, _ in self._selector.select():
+                if key.data is None:
+                    os.read(self._wake_r, 4096)
+                    closing = self._handle_commands()
+                elif key.data[1] == "out":
+                    self._read_node(key.data[0])
+                else:
+                    self._read_stderr(key.data[0])
+            self._dispatch()
+        self._shutdown()
+        closing.set()
+
+    def _handle_commands(self) -> threading.Event | None:
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return None
+            kind = command[0]
+            if kind == "submit":
+                run: _JobRun = command[1]
+                self._jobs[run.spec.job_id] = run
+                self._queue.extend((run.spec.job_id, t.task_id) for t in run.spec.tasks)
+                if self._fatal:
+                    self._fail_queued(self._fatal)
+            elif kind == "cancel":
+                self._cancel(command[1])
+                command[2].set()
+            elif kind == "pids":
+                command[1].put([n.proc.pid for n in self._nodes if n.alive])
+            elif kind == "close":
+                return command[1]
+
+    def _spawn(self) -> None:
+        node_id = f"node-{next(self._node_ids)}"
+        env = dict(os.environ)
+        share = str(max(1, (os.cpu_count() or 1) // self.workers))
+        for var in _THREAD_VARS:
+            env.setdefault(var, share)
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(azhpc.__file__)))
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (package_root, env.get("PYTHONPATH", "")) if p
+        )
+        env["AZHPC_PARENT_PID"] = str(os.getpid())
+        proc = subprocess.Popen(
+            [self.python, "-m", "azhpc.worker", "node"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            start_new_session=True,  # a terminal's Ctrl-C is for the client, not the workers
+        )
+        node = _Node(node_id, proc, self.slots)
+        assert proc.stdout is not None and proc.stderr is not None
+        self._selector.register(proc.stdout, selectors.EVENT_READ, (node, "out"))
+        self._selector.register(proc.stderr, selectors.EVENT_READ, (node, "err"))
+        self._nodes.append(node)
+        hello = {
+            "node": node_id,
+            "sys_path": [p for p in sys.path if p],
+            "scratch": self._scratch,
+            "slots": self.slots,
+        }
+        self._write(node, ("hello", hello))
+
+    def _write(self, node: _Node, message: tuple[Any, ...]) -> bool:
+        try:
+            assert node.proc.stdin is not None
+            write_frame(node.proc.stdin, message)
+            return True
+        except (BrokenPipeError, OSError):
+            self._lost(node)
+            return False
+
+    def _read_node(self, node: _Node) -> None:
+        assert node.proc.stdout is not None
+        chunk = os.read(node.proc.stdout.fileno(), 1 << 20)
+        if not chunk:
+            self._lost(node)
+            return
+        node.buffer += chunk
+        while len(node.buffer) >= 8:
+            (size,) = struct.unpack_from("<Q", node.buffer)
+            if len(node.buffer) < 8 + size:
+                break
+            message = pickle.loads(bytes(node.buffer[8 : 8 + size]))
+            del node.buffer[: 8 + size]
+            if message[0] == "ready":
+                node.ready = True
+                self._startup_failures = 0
+            elif message[0] == "done":
+                self._task_done(node, *message[1:])
+
+    def _read_stderr(self, node: _Node) -> None:
+        assert node.proc.stderr is not None
+        chunk = os.read(node.proc.stderr.fileno(), 1 << 16)
+        if not chunk:
+            self._selector.unregister(node.proc.stderr)
+            return
+        node.stderr_tail = (node.stderr_tail + chunk)[-STDERR_TAIL:]
+        try:
+            sys.stderr.write(chunk.decode(errors="replace"))
+        except Exception:  # a closed or odd stderr must not stop the scheduler
+            pass
+
+    def _dispatch(self) -> None:
+        while self._queue:
+            node = max(self._nodes, key=lambda n: n.free, default=None)
+            if node is None or node.free <= 0:
+                return
+            job_id, task_id = self._queue.popleft()
+            run = self._jobs.get(job_id)
+            if run is None:
+                continue
+            digest = run.spec.function.digest()
+            if digest not in node.functions:
+                if not self._write(node, ("function", digest, run.spec.function.data)):
+                    self._queue.appendleft((job_id, task_id))
+                    continue
+                node.functions.add(digest)
+            run.attempts[task_id] += 1
+            attempt = run.attempts[task_id]
+            node.running[(job_id, task_id)] = attempt
+            message = ("task", job_id, task_id, attempt, digest, run.refs[task_id])
+            if self._write(node, message):
+                run.events.task_running(task_id, node=node.node_id)
+
+    def _task_done(self, node: _Node, job_id: str, task_id: str, attempt: int, ref: Any) -> None:
+        node.running.pop((job_id, task_id), None)
+        self._dispatch()  # keep the node busy before decoding this result
+        run = self._jobs.get(job_id)
+        try:
+            outcome: TaskOutcome = decode(from_ref(ref, unlink=True))
+        except Exception as exc:
+            if run is None:
+                return
+            error = SerializationError(
+                f"the result of {task_id} could not be rebuilt in the client: "
+                f"{type(exc).__name__}: {exc}. Return plain data (numbers, lists, dicts, "
+                "frames, arrays) or classes importable on both sides."
+            )
+            outcome = TaskOutcome(TaskResult.FAILURE, error=RemoteError.capture(error))
+        if run is None:
+            return  # the job was cancelled meanwhile
+        if not outcome.ok and run.attempts[task_id] <= run.spec.retries:
+            assert outcome.error is not None
+            run.events.task_retrying(task_id, error=outcome.error)
+            self._queue.append((job_id, task_id))
+            return
+        self._complete(run, task_id, outcome)
+
+    def _complete(self, run: _JobRun, task_id: str, outcome: TaskOutcome) -> None:
+        ref = run.refs.pop(task_id, None)
+        if ref is not None and ref[0] == "file":
+            _unlink(ref[1])
+        run.remaining -= 1
+        if run.remaining <= 0:
+            self._forget(run)
+        run.events.task_completed(task_id, outcome, attempts=run.attempts[task_id])
+
+    def _forget(self, run: _JobRun) -> None:
+        job_id = run.spec.job_id
+        self._jobs.pop(job_id, None)
+        for ref in run.refs.values():
+            if ref[0] == "file":
+                _unlink(ref[1])
+        digest = run.spec.function.digest()
+        if any(r.spec.function.digest() == digest for r in self._jobs.values()):
+            return
+        for node in self._nodes:
+            if digest in node.functions and node.alive:
+                node.functions.discard(digest)
+                self._write(node, ("forget", digest))
+
+    def _lost(self, node: _Node, *, killed_for_cancel: bool = False) -> None:
+        """A node died (or its pipe broke): run its tasks again elsewhere and replace it.
+
+        With ``killed_for_cancel`` the node was stopped on purpose to cancel a job: its other
+        tasks are requeued without counting against them.
+        """
+        if not node.alive:
+            return
+        node.alive = False
+        for stream in (node.proc.stdout, node.proc.stderr):
+            try:
+                self._selector.unregister(stream)
+            except (KeyError, ValueError):
+                pass
+        _kill(node.proc)
+        code = node.proc.returncode
+        self._nodes.remove(node)
+        how = (
+            f"killed by {signal.Signals(-code).name}"
+            if code is not None and code < 0
+            else f"exit code {code}"
+        )
+        if not node.ready:
+            self._startup_failures += 1
+        for (job_id, task_id), _ in list(node.running.items()):
+            run = self._jobs.get(job_id)
+            if run is None:
+                continue
+            if killed_for_cancel:
+                error = RemoteError("azhpc.errors.WorkerLostError", "node stopped", "")
+                run.events.task_retrying(task_id, error=error, requeue=True)
+                self._queue.appendleft((job_id, task_id))
+                continue
+            run.losses[task_id] += 1
+            message = (
+                f"worker {node.node_id} (pid {node.proc.pid}) died while running {task_id} "
+                f"({how}; out of memory, a crash in native code, or a kill)"
+            )
+            error = RemoteError("azhpc.errors.WorkerLostError", message, message + "\n")
+            if run.losses[task_id] > run.spec.max_worker_losses:
+                final = WorkerLostError(
+                    f"{message}; it took its worker down {run.losses[task_id]} times, so it "
+                    "is not retried again. Check the task's memory use, or give it more "
+                    "memory per worker with fewer workers: azhpc.connect(workers=N)."
+                )
+                outcome = TaskOutcome(TaskResult.FAILURE, error=RemoteError.capture(final))
+                self._complete(run, task_id, outcome)
+            else:
+                run.events.task_retrying(task_id, error=error)
+                self._queue.appendleft((job_id, task_id))
+        node.running.clear()
+        for stream in (node.proc.stdin, node.proc.stdout, node.proc.stderr):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+        if self._closed:
+            return
+        if self._startup_failures >= STARTUP_FAILURES_LIMIT:
+            tail = node.stderr_tail.decode(errors="replace").strip()
+            self._fatal = (
+                f"local workers cannot start ({self.python} -m azhpc.worker node: {how}). "
+                f"Their last words:\n{tail or '(nothing)'}\nCheck that azhpc is installed "
+                "for that Python."
+            )
+            if not self._nodes:
+                self._fail_queued(self._fatal)
+            return
+        self._spawn()
+
+    def _fail_queued(self, reason: str, *, everything: bool = False) -> None:
+        error = RemoteError.capture(WorkerLostError(reason))
+        queued, self._queue = getattr(self, "_queue", ()), collections.deque()
+        if everything:
+            queued = [
+                (run.spec.job_id, task_id)
+                for run in list(getattr(self, "_jobs", {}).values())
+                for task_id in list(run.refs)
+            ]
+        for job_id, task_id in queued:
+            run = self._jobs.get(job_id)
+            if run is not None:
+                self._complete(run, task_id, TaskOutcome(TaskResult.FAILURE, error=error))
+
+    def _cancel(self, job_id: str) -> None:
+        run = self._jobs.pop(job_id, None)
+        if run is None:
+            return
+        self._queue = collections.deque(e for e in self._queue if e[0] != job_id)
+        for node in list(self._nodes):
+            if any(key[0] == job_id for key in node.running):
+                for key in [k for k in node.running if k[0] == job_id]:
+                    del node.running[key]
+                self._lost(node, killed_for_cancel=True)  # other jobs' tasks run again
+        self._forget(run)
+
+    def _shutdown(self) -> None:
+        for node in self._nodes:
+            if node.proc.stdin is not None:
+                try:
+                    node.proc.stdin.close()
+                except OSError:
+                    pass
+        for node in self._nodes:
+            try:
+                node.proc.wait(timeout=EXIT_GRACE)
+            except subprocess.TimeoutExpired:
+                _kill(node.proc)
+            for stream in (node.proc.stdout, node.proc.stderr):
+                if stream is not None:
+                    stream.close()
+        self._nodes.clear()
+        self._selector.close()
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        try:
+            proc.kill()
+        except ProcessLookupError:
+            pass
+    proc.wait()
+
+
+def _release(scratch: str, fds: tuple[int, ...]) -> None:
+    shutil.rmtree(scratch, ignore_errors=True)
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,167 @@
+"""Serialized payloads: what travels between the client and the workers.
+
+A :class:`Payload` is a pickle stream (protocol 5) plus its out-of-band buffers. Large numpy
+arrays and the columns of pandas frames travel as out-of-band buffers, so a backend can place
+them where they are cheapest to move (the local backend maps them from shared memory without a
+copy; a storage-staged backend writes them to one blob) while the small pickle stream carries
+the structure. Functions are serialized with cloudpickle, so lambdas, closures and functions
+defined in a notebook travel by value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cloudpickle
+
+from azhpc.errors import SerializationError
+
+__all__ = ["Payload", "decode", "encode"]
+
+PROTOCOL = 5
+
+
+@dataclass(frozen=True, eq=False)
+class Payload:
+    """A pickle stream and its out-of-band buffers.
+
+    Attributes
+    ----------
+    data
+        The pickle stream.
+    buffers
+        Out-of-band buffers, in the order the stream refers to them.
+    """
+
+    data: bytes
+    buffers: tuple[memoryview, ...] = ()
+
+    @property
+    def nbytes(self) -> int:
+        """Total size of the stream and the buffers, in bytes."""
+        return len(self.data) + sum(b.nbytes for b in self.buffers)
+
+    @property
+    def buffer_bytes(self) -> int:
+        """Total size of the out-of-band buffers, in bytes."""
+        return sum(b.nbytes for b in self.buffers)
+
+    def digest(self) -> str:
+        """Content hash (SHA-256, hex) of the stream and the buffers."""
+        h = hashlib.sha256(self.data)
+        for buf in self.buffers:
+            h.update(len(buf).to_bytes(8, "little"))
+            h.update(buf)
+        return h.hexdigest()
+
+
+def encode(obj: Any, *, what: str = "object", out_of_band: bool = True) -> Payload:
+    """Serialize ``obj`` with cloudpickle.
+
+    Parameters
+    ----------
+    obj
+        Anything cloudpickle can serialize.
+    what
+        How to name ``obj`` in an error message (``"the function"``, ``"task 3's input"``).
+    out_of_band
+        Keep large buffers (numpy arrays, frame columns) out of the stream.
+
+    Raises
+    ------
+    SerializationError
+        ``obj`` (or something it refers to) cannot be pickled.
+    """
+    buffers: list[memoryview] = []
+
+    def keep(buf: pickle.PickleBuffer) -> None:
+        buffers.append(buf.raw())
+
+    try:
+        data = cloudpickle.dumps(
+            obj, protocol=PROTOCOL, buffer_callback=keep if out_of_band else None
+        )
+    except Exception as exc:
+        raise SerializationError(
+            f"{what} ({type(obj).__module__}.{type(obj).__qualname__}) cannot be sent to the "
+            f"workers: {type(exc).__name__}: {exc}. Build such objects (open files, locks, "
+            "connections, generators) inside the function that runs on the worker instead."
+        ) from exc
+    return Payload(data, tuple(buffers))
+
+
+def decode(payload: Payload | bytes, buffers: Sequence[Any] = ()) -> Any:
+    """Rebuild the object a :func:`encode` call serialized."""
+    if isinstance(payload, Payload):
+        return pickle.loads(payload.data, buffers=payload.buffers)
+    return pickle.loads(payload, buffers=buffers)
+
+
+# -- one file per payload -----------------------------------------------------------------------
+#
+# Layout: MAGIC, then a little-endian header (stream length, buffer count, and each buffer's
+# offset and length), the stream, then each buffer at a 64-byte aligned offset so that numpy
+# arrays mapped from the file are aligned. Reading maps the file: buffers are views of the
+# mapping, not copies.
+
+MAGIC = b"AZHPCPL1"
+_ALIGN = 64
+
+
+def _aligned(n: int) -> int:
+    return (n + _ALIGN - 1) // _ALIGN * _ALIGN
+
+
+def write_payload_file(path: str, payload: Payload) -> int:
+    """Write ``payload`` to ``path`` in the payload file layout; return the bytes written."""
+    import struct
+
+    header_len = len(MAGIC) + 16 + 16 * len(payload.buffers)
+    offset = _aligned(header_len + len(payload.data))
+    layout = []
+    for buf in payload.buffers:
+        layout.append((offset, buf.nbytes))
+        offset = _aligned(offset + buf.nbytes)
+    header = MAGIC + struct.pack("<QQ", len(payload.data), len(payload.buffers))
+    header += b"".join(struct.pack("<QQ", off, n) for off, n in layout)
+    with open(path, "wb") as f:
+        f.write(header)
+        f.write(payload.data)
+        for (off, _), buf in zip(layout, payload.buffers, strict=True):
+            f.seek(off)
+            f.write(buf)
+        f.truncate(offset)
+    return offset
+
+
+def read_payload_file(path: str) -> Payload:
+    """Map a payload file written by :func:`write_payload_file`.
+
+    The buffers are copy-on-write views of the mapping: the objects rebuilt from them are
+    writable, and writing to them never changes the file. The mapping lives as long as any
+    object built from it, so the file may be deleted as soon as this returns.
+    """
+    import mmap
+    import struct
+
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            raise SerializationError(f"payload file {path} is empty (it was not written whole)")
+        mapped = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
+    view = memoryview(mapped)
+    if bytes(view[: len(MAGIC)]) != MAGIC:
+        raise SerializationError(f"{path} is not an azhpc payload file")
+    pos = len(MAGIC)
+    data_len, count = struct.unpack_from("<QQ", view, pos)
+    pos += 16
+    layout = [struct.unpack_from("<QQ", view, pos + 16 * i) for i in range(count)]
+    pos += 16 * count
+    data = bytes(view[pos : pos + data_len])
+    buffers = tuple(view[off : off + n] for off, n in layout)
+    return Payload(data, buffers)

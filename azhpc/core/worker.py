@@ -1,0 +1,125 @@
+"""The worker side of a task: run a function on an input and describe what happened.
+
+:func:`run_task` is an ordinary function that tests call directly; the backends call it on
+their nodes. ``python -m azhpc.worker`` is a thin command-line wrapper around this module
+(:func:`run_files` for storage-staged tasks) and around the local backend's node loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+from collections.abc import Callable
+from typing import Any
+
+from azhpc.core.outcome import RemoteError, TaskOutcome
+from azhpc.core.payload import Payload, encode, read_payload_file, write_payload_file
+from azhpc.core.states import TaskResult
+from azhpc.errors import SerializationError
+
+__all__ = ["encode_outcome", "run_files", "run_task"]
+
+#: Keep at most this much of what a task prints (the end of it).
+OUTPUT_LIMIT = 1 << 20
+
+
+class _Capture(io.TextIOBase):
+    """Collects what a task prints, keeping the last :data:`OUTPUT_LIMIT` characters."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._parts.append(text)
+        self._size += len(text)
+        if self._size > 2 * OUTPUT_LIMIT:
+            kept = "".join(self._parts)[-OUTPUT_LIMIT:]
+            self._parts, self._size = [kept], len(kept)
+        return len(text)
+
+    def getvalue(self) -> str:
+        return "".join(self._parts)[-OUTPUT_LIMIT:]
+
+
+def run_task(
+    function: Callable[[Any], Any], task_input: Any, *, capture_output: bool = True
+) -> TaskOutcome:
+    """Run ``function(task_input)`` and return its outcome; never raises for the task's errors.
+
+    Parameters
+    ----------
+    function
+        The job's function (one of :mod:`azhpc.core.calls`, or any callable of one argument).
+    task_input
+        This task's input.
+    capture_output
+        Collect what the task prints (``sys.stdout``/``sys.stderr``) into the outcome.
+
+    Returns
+    -------
+    TaskOutcome
+        Success with the return value, or failure with the remote error and its traceback.
+    """
+    capture = _Capture() if capture_output else None
+    started = time.perf_counter()
+    try:
+        if capture is None:
+            value = function(task_input)
+        else:
+            with contextlib.redirect_stdout(capture), contextlib.redirect_stderr(capture):
+                value = function(task_input)
+    except (Exception, SystemExit) as exc:  # the task's error becomes its outcome
+        # KeyboardInterrupt is not caught: in-process (debug backend) it is the user's Ctrl-C,
+        # and worker processes ignore SIGINT.
+        return TaskOutcome(
+            TaskResult.FAILURE,
+            error=RemoteError.capture(exc),
+            output=capture.getvalue() if capture else "",
+            seconds=time.perf_counter() - started,
+        )
+    return TaskOutcome(
+        TaskResult.SUCCESS,
+        value=value,
+        output=capture.getvalue() if capture else "",
+        seconds=time.perf_counter() - started,
+    )
+
+
+def encode_outcome(outcome: TaskOutcome) -> Payload:
+    """Serialize an outcome; a return value that cannot be pickled becomes the task's failure."""
+    try:
+        return encode(outcome, what="the task's return value")
+    except SerializationError as exc:
+        failure = TaskOutcome(
+            TaskResult.FAILURE,
+            error=RemoteError.capture(exc),
+            output=outcome.output,
+            node=outcome.node,
+            seconds=outcome.seconds,
+        )
+        return encode(failure, what="the task's outcome")
+
+
+def run_files(function_path: str, input_path: str, outcome_path: str) -> int:
+    """Run one storage-staged task: read function and input payload files, write the outcome.
+
+    The outcome is written to a temporary name and renamed into place. Returns the process
+    exit code: 0 when the task succeeded, 1 when it failed (its outcome says why).
+    """
+    import os
+
+    from azhpc.core.payload import decode
+
+    function = decode(read_payload_file(function_path))
+    task_input = decode(read_payload_file(input_path))
+    outcome = run_task(function, task_input)
+    payload = encode_outcome(outcome)
+    tmp = f"{outcome_path}.partial-{os.getpid()}"
+    write_payload_file(tmp, payload)
+    os.replace(tmp, outcome_path)
+    return 0 if outcome.ok else 1

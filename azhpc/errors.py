@@ -1,0 +1,180 @@
+"""One exception hierarchy for azhpc.
+
+Every error azhpc raises on purpose derives from :class:`AzhpcError`, and its message says
+what to do next. Where a built-in exception means the same thing, the azhpc class also
+derives from it (``ConfigError`` is a ``ValueError``, ``UndefinedVariableError`` a
+``NameError``), so ordinary ``except`` clauses keep working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AzhpcError",
+    "CompositeTaskError",
+    "ConfigError",
+    "GatherError",
+    "JobCancelledError",
+    "SerializationError",
+    "TaskError",
+    "UndefinedVariableError",
+    "UnpicklableVariableError",
+    "WorkerLostError",
+]
+
+
+class AzhpcError(Exception):
+    """Base class of every error azhpc raises on purpose."""
+
+
+class ConfigError(AzhpcError, ValueError):
+    """A setting, argument or profile is wrong; the message names it and says how to fix it."""
+
+
+class SerializationError(AzhpcError, TypeError):
+    """A function, argument or result could not be serialized to be sent to or from a worker."""
+
+
+class UnpicklableVariableError(SerializationError):
+    """A variable a ``%%azrun`` cell reads cannot be sent to the workers."""
+
+    def __init__(self, message: str, *, names: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.names = names
+
+
+class UndefinedVariableError(AzhpcError, NameError):
+    """A ``%%azrun`` cell reads a variable that is not defined in the notebook."""
+
+    def __init__(self, message: str, *, names: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.names = names
+
+
+class JobCancelledError(AzhpcError):
+    """The job was cancelled before all its tasks finished."""
+
+
+class WorkerLostError(AzhpcError):
+    """A worker process died while running a task, more often than the task may be retried."""
+
+
+class GatherError(AzhpcError):
+    """Every task succeeded, but their results could not be put together."""
+
+
+class TaskError(AzhpcError):
+    """A task failed on a worker.
+
+    Carries the remote exception's type, message and traceback and the task's id; renders in
+    IPython as the remote traceback. ``except azhpc.TaskError`` also catches
+    :class:`CompositeTaskError` (several tasks failed).
+
+    Attributes
+    ----------
+    task_id, job_id
+        Which task of which job failed.
+    remote_type, remote_message, remote_traceback
+        The remote exception's qualified type name, message and formatted traceback.
+    remote_exception
+        The remote exception object itself, when it could be sent back; else ``None``.
+    node
+        Where the failing attempt ran.
+    attempts
+        How many times the task ran.
+    """
+
+    def __init__(
+        self,
+        task_id: str,
+        remote_type: str,
+        remote_message: str,
+        remote_traceback: str,
+        *,
+        job_id: str = "",
+        remote_exception: BaseException | None = None,
+        node: str = "",
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(task_id, remote_type, remote_message)
+        self.task_id = task_id
+        self.job_id = job_id
+        self.remote_type = remote_type
+        self.remote_message = remote_message
+        self.remote_traceback = remote_traceback
+        self.remote_exception = remote_exception
+        self.node = node
+        self.attempts = attempts
+
+    @property
+    def headline(self) -> str:
+        """One line: which task failed with what."""
+        short = self.remote_type.rsplit(".", 1)[-1]
+        where = f" of job {self.job_id}" if self.job_id else ""
+        tries = f" after {self.attempts} attempts" if self.attempts > 1 else ""
+        return f"task {self.task_id}{where} failed{tries}: {short}: {self.remote_message}"
+
+    def __str__(self) -> str:
+        return f"{self.headline}\n\nRemote traceback ({self.node or 'worker'}):\n" + (
+            self.remote_traceback.rstrip()
+        )
+
+    def __reduce__(self):  # keep every field through pickling (joblib, multiprocessing)
+        return (
+            _rebuild_task_error,
+            (type(self), self.__dict__.copy(), self.args),
+        )
+
+    def _render_traceback_(self) -> list[str]:
+        """IPython hook: show the remote traceback, not azhpc's internals."""
+        red, reset = "\x1b[0;31m", "\x1b[0m"
+        return [f"{red}TaskError{reset}: {self.headline}", "", *self._remote_lines()]
+
+    def _remote_lines(self) -> list[str]:
+        return [f"[{self.task_id} on {self.node or 'worker'}]"] + (
+            self.remote_traceback.rstrip().splitlines()
+        )
+
+
+class CompositeTaskError(TaskError):
+    """Several tasks failed; ``errors`` lists each one, and the first one's fields are kept."""
+
+    def __init__(self, errors: list[TaskError], *, total_tasks: int) -> None:
+        first = errors[0]
+        super().__init__(
+            first.task_id,
+            first.remote_type,
+            first.remote_message,
+            first.remote_traceback,
+            job_id=first.job_id,
+            remote_exception=first.remote_exception,
+            node=first.node,
+            attempts=first.attempts,
+        )
+        self.errors = list(errors)
+        self.total_tasks = total_tasks
+
+    @property
+    def headline(self) -> str:
+        where = f" of job {self.job_id}" if self.job_id else ""
+        return f"{len(self.errors)} of {self.total_tasks} tasks{where} failed"
+
+    def __str__(self) -> str:
+        listing = "\n".join(f"  - {e.headline}" for e in self.errors)
+        return (
+            f"{self.headline}:\n{listing}\n\nFirst remote traceback ({self.node or 'worker'}):\n"
+            + self.remote_traceback.rstrip()
+        )
+
+    def _render_traceback_(self) -> list[str]:
+        red, reset = "\x1b[0;31m", "\x1b[0m"
+        lines = [f"{red}CompositeTaskError{reset}: {self.headline}"]
+        for error in self.errors:
+            lines += ["", *error._remote_lines()]
+        return lines
+
+
+def _rebuild_task_error(cls: type, state: dict, args: tuple) -> TaskError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error

@@ -1,0 +1,84 @@
+"""A joblib parallel backend named ``"azhpc"``, so joblib (and scikit-learn) run on a session.
+
+>>> import joblib, azhpc
+>>> with joblib.parallel_config(backend="azhpc"):
+...     joblib.Parallel()(joblib.delayed(abs)(-i) for i in range(3))
+[0, 1, 2]
+
+azhpc registers the backend as soon as joblib is imported (see :func:`azhpc._hooks`), without
+importing joblib itself. Pass ``pool=session`` to ``parallel_config`` for another session.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from joblib._parallel_backends import AutoBatchingMixin, ParallelBackendBase
+
+from azhpc.errors import TaskError
+
+if TYPE_CHECKING:
+    from azhpc.core.job import Job
+    from azhpc.session import Session
+
+__all__ = ["AzhpcBackend", "register"]
+
+
+class AzhpcBackend(AutoBatchingMixin, ParallelBackendBase):
+    """joblib backend: every batch of calls is one azhpc job with one task."""
+
+    supports_retrieve_callback = True
+    supports_timeout = True
+    default_n_jobs = -1
+
+    def __init__(self, pool: Session | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._pool = pool
+        self._jobs: list[Job] = []
+
+    def _session(self) -> Session:
+        from azhpc.session import current_session
+
+        return current_session(self._pool)
+
+    def effective_n_jobs(self, n_jobs: int | None) -> int:
+        slots = self._session().total_slots
+        if n_jobs is None or n_jobs < 0:
+            return slots
+        if n_jobs == 0:
+            raise ValueError("n_jobs == 0 in Parallel has no meaning")
+        return n_jobs
+
+    def configure(self, n_jobs: int = 1, parallel: Any = None, **kwargs: Any) -> int:
+        self.parallel = parallel
+        return self.effective_n_jobs(n_jobs)
+
+    def submit(self, func: Any, callback: Any = None) -> Job:
+        from azhpc.scatter import submit_call
+
+        job = submit_call(func, pool=self._session())
+        self._jobs = [j for j in self._jobs if not j.done()] + [job]
+        if callback is not None:
+            job.add_done_callback(callback)
+        return job
+
+    def retrieve_result_callback(self, out: Job) -> Any:
+        try:
+            return out.result()
+        except TaskError as error:
+            # joblib users expect the function's own exception; keep the remote traceback.
+            if error.remote_exception is not None:
+                raise error.remote_exception from error
+            raise
+
+    def abort_everything(self, ensure_ready: bool = True) -> None:
+        for job in self._jobs:
+            job.cancel()
+        self._jobs = []
+
+
+def register() -> None:
+    """Register the ``"azhpc"`` joblib backend (done automatically when joblib is imported)."""
+    from joblib import register_parallel_backend
+
+    register_parallel_backend("azhpc", AzhpcBackend)

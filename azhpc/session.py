@@ -1,0 +1,266 @@
+"""Sessions: a profile and the backend that runs its tasks.
+
+``azhpc.connect()`` opens a session and makes it the default one, which ``azhpc.map`` and
+friends use when no ``pool=`` is given. The first call that needs a session opens a default
+``local`` one (one worker per core) on its own. Sessions close at ``with``-block exit, on
+``close()``, and at interpreter exit, Ctrl-C included; closing cancels unfinished jobs and
+stops every worker.
+"""
+
+from __future__ import annotations
+
+import atexit
+import inspect
+import threading
+import weakref
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from azhpc.errors import ConfigError
+
+if TYPE_CHECKING:
+    from azhpc.backends.base import Backend
+    from azhpc.core.job import Job
+    from azhpc.core.spec import JobSpec
+    from azhpc.executor import Executor
+
+__all__ = ["PROFILES", "Session", "connect", "current_session"]
+
+#: The profiles azhpc knows; only ``local`` runs in this version.
+PROFILES = ("local", "emulated", "azure")
+
+_default: Session | None = None
+_default_lock = threading.Lock()
+_open_sessions: weakref.WeakSet[Session] = weakref.WeakSet()
+
+
+class Session:
+    """A connection to compute: a profile and its backend.
+
+    Use :func:`connect` to open one. A session is a context manager; leaving the block closes
+    it. Its methods are the scatter API bound to this session (``session.map(...)`` is
+    ``azhpc.map(..., pool=session)``).
+
+    Parameters
+    ----------
+    profile
+        The profile's name (``"local"``).
+    backend
+        The backend that runs the tasks.
+    progress
+        Show progress while waiting: ``True``, ``False``, or ``None`` to decide by where the
+        code runs (widget in Jupyter, text bar in a terminal, nothing when output is a file).
+    progress_after
+        Seconds a job must run before its progress shows, so that quick jobs print nothing.
+    """
+
+    def __init__(
+        self,
+        profile: str,
+        backend: Backend,
+        *,
+        progress: bool | None = None,
+        progress_after: float = 1.0,
+    ) -> None:
+        self.profile = profile
+        self.backend = backend
+        self.progress = progress
+        self.progress_after = progress_after
+        self._jobs: weakref.WeakSet[Job] = weakref.WeakSet()
+        self._closed = False
+        _open_sessions.add(self)
+
+    def __repr__(self) -> str:
+        parts = " ".join(f"{k}={v!r}" for k, v in self.backend.describe().items())
+        state = "closed" if self._closed else "open"
+        return f"<azhpc.Session profile={self.profile!r} {parts} ({state})>"
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once the session is closed."""
+        return self._closed
+
+    @property
+    def total_slots(self) -> int:
+        """How many tasks can run at once."""
+        return self.backend.total_slots
+
+    def close(self) -> None:
+        """Cancel unfinished jobs and release the backend (stops every worker). Idempotent."""
+        global _default
+        if self._closed:
+            return
+        self._closed = True
+        for job in list(self._jobs):
+            if not job.done():
+                job.cancel()
+        self.backend.close()
+        with _default_lock:
+            if _default is self:
+                _default = None
+
+    def run_job(self, spec: JobSpec, gather: Callable[[list[Any]], Any]) -> Job:
+        """Hand a job to the backend and return its :class:`~azhpc.core.job.Job`."""
+        from azhpc.core.job import Job
+
+        if self._closed:
+            raise ConfigError("this session is closed; open a new one with azhpc.connect()")
+        job = Job(spec, gather=gather, canceller=self.backend.cancel)
+        self._jobs.add(job)
+        self.backend.submit(spec, job)
+        return job
+
+    # -- the scatter API, bound to this session -------------------------------------------------
+
+    def map(self, fn: Callable[[Any], Any], iterable: Iterable[Any], **options: Any) -> Any:
+        """:func:`azhpc.map` on this session."""
+        from azhpc import scatter
+
+        return scatter.map(fn, iterable, pool=self, **options)
+
+    def map_partitions(self, fn: Callable[[Any], Any], df: Any, **options: Any) -> Any:
+        """:func:`azhpc.map_partitions` on this session."""
+        from azhpc import scatter
+
+        return scatter.map_partitions(fn, df, pool=self, **options)
+
+    def map_blocks(self, fn: Callable[[Any], Any], array: Any, **options: Any) -> Any:
+        """:func:`azhpc.map_blocks` on this session."""
+        from azhpc import scatter
+
+        return scatter.map_blocks(fn, array, pool=self, **options)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Job:
+        """:func:`azhpc.submit` on this session."""
+        from azhpc import scatter
+
+        return scatter.submit_call(fn, args, kwargs, pool=self)
+
+    def submit_map(self, fn: Callable[[Any], Any], iterable: Iterable[Any], **options: Any) -> Job:
+        """:func:`azhpc.submit_map` on this session."""
+        from azhpc import scatter
+
+        return scatter.submit_map(fn, iterable, pool=self, **options)
+
+    def executor(self, *, retries: int = 0) -> Executor:
+        """A ``concurrent.futures.Executor`` running on this session."""
+        from azhpc.executor import Executor
+
+        return Executor(self, retries=retries)
+
+
+def connect(
+    profile: str = "local",
+    *,
+    workers: int | None = None,
+    slots: int = 1,
+    backend: str = "local",
+    progress: bool | None = None,
+    progress_after: float = 1.0,
+    **unknown: Any,
+) -> Session:
+    """Open a session and make it the default one.
+
+    Parameters
+    ----------
+    profile
+        ``"local"`` (worker processes on this machine, the default).
+    workers
+        Worker processes for the ``local`` profile; default: one per CPU core.
+    slots
+        Tasks each worker runs at once; default 1.
+    backend
+        ``"local"`` (worker processes) or ``"debug"`` (every task in the calling thread,
+        so ``breakpoint()`` and pdb work inside tasks).
+    progress, progress_after
+        See :class:`Session`.
+
+    Returns
+    -------
+    Session
+        The new default session; use it as a context manager to close it at block exit.
+
+    Raises
+    ------
+    ConfigError
+        Unknown profile, backend or keyword argument (the message lists the valid ones).
+
+    Examples
+    --------
+    >>> import azhpc
+    >>> with azhpc.connect(workers=2) as session:
+    ...     session.map(abs, [-1, -2, 3])
+    [1, 2, 3]
+    """
+    if unknown:
+        params = inspect.signature(connect).parameters
+        valid = ", ".join(
+            f"{name}={p.default!r}"
+            for name, p in params.items()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        )
+        raise ConfigError(
+            f"connect() got unknown argument(s) {', '.join(sorted(unknown))}; "
+            f"valid ones (with defaults): profile='local', {valid}"
+        )
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    if profile != "local":
+        raise ConfigError(
+            f"profile {profile!r} is not available in this version of azhpc; "
+            "use profile='local' (worker processes on this machine)"
+        )
+    from azhpc.backends import backend_class
+
+    cls = backend_class(backend)
+    if backend == "local":
+        instance = cls(workers=workers, slots=slots)
+    elif backend == "debug":
+        instance = cls()
+    else:
+        raise ConfigError(f"backend {backend!r} does not run on the {profile!r} profile")
+    session = Session(profile, instance, progress=progress, progress_after=progress_after)
+    _make_default(session)
+    return session
+
+
+def _make_default(session: Session) -> None:
+    global _default
+    with _default_lock:
+        _default = session
+
+
+def current_session(pool: Session | None = None) -> Session:
+    """``pool`` if given, else the default session (opening a ``local`` one if there is none)."""
+    global _default
+    if pool is not None:
+        if not isinstance(pool, Session):
+            raise ConfigError(
+                f"pool= takes an azhpc Session (from azhpc.connect()), got {type(pool).__name__}"
+            )
+        if pool.closed:
+            raise ConfigError("this session is closed; open a new one with azhpc.connect()")
+        return pool
+    with _default_lock:
+        session = _default
+    if session is None or session.closed:
+        session = connect()
+    return session
+
+
+def _close_all() -> None:
+    for session in list(_open_sessions):
+        try:
+            session.close()
+        except Exception:  # at exit, one failing session must not keep the others open
+            pass
+
+
+atexit.register(_close_all)
+
