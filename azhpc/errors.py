@@ -130,9 +130,8 @@ class TaskError(AzhpcError):
         return [f"{red}TaskError{reset}: {self.headline}", "", *self._remote_lines()]
 
     def _remote_lines(self) -> list[str]:
-        return [f"[{self.task_id} on {self.node or 'worker'}]"] + (
-            self.remote_traceback.rstrip().splitlines()
-        )
+        header = f"[{self.task_id} on {self.node or 'worker'}]"
+        return [header, *self.remote_traceback.rstrip().splitlines()]
 
 
 class CompositeTaskError(TaskError):

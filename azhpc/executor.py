@@ -79,8 +79,10 @@ class Executor(concurrent.futures.Executor):
 
         session = self._session()
         items = list(zip(*iterables, strict=False))
-        size = chunksize if chunksize > 1 else splitting.auto_chunksize(
-            len(items), session.total_slots
+        size = (
+            chunksize
+            if chunksize > 1
+            else splitting.auto_chunksize(len(items), session.total_slots)
         )
         job = run_pieces(
             session,

@@ -9,12 +9,13 @@ the remote traceback.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from azhpc import splitting
-from azhpc.core.calls import ApplyEach, CallWithArguments
+from azhpc.core.calls import ApplyEach, CallWithArguments, RowRange, TakePartition
 from azhpc.core.payload import encode
 from azhpc.core.spec import JobSpec, TaskSpec, new_job_id
 from azhpc.errors import ConfigError
@@ -49,10 +50,13 @@ def run_pieces(
     name: str,
     gather: Callable[[list[Any]], Any],
     retries: int = 0,
+    shared: Any = None,
 ) -> Job:
     """Run ``function`` once per piece of input as one job on ``session``; return the Job.
 
-    The building block of every scatter form (and of the ``%%azrun`` magic).
+    The building block of every scatter form (and of the ``%%azrun`` magic). With
+    ``shared``, the object is staged once for the whole job and each task calls
+    ``function(shared, piece)``.
     """
     retries = _check_retries(retries)
     job_id = new_job_id()
@@ -66,6 +70,7 @@ def run_pieces(
         function=encode(function, what=f"the function {name}", out_of_band=False),
         tasks=tasks,
         retries=retries,
+        shared=None if shared is None else encode(shared, what="the shared input"),
     )
     return session.run_job(spec, gather)
 
@@ -80,16 +85,15 @@ def wait(job: Job, session: Session, progress: bool | None = None) -> Any:
     show = session.progress if progress is None else progress
     view = watch(job, enabled=show, after=session.progress_after)
     try:
+        # Wait in short slices so that Ctrl-C (and any signal) is handled promptly.
+        while not job.done():
+            concurrent.futures.wait([job], timeout=0.1)
         return job.result()
     except KeyboardInterrupt:
         job.cancel()
         raise
-    except BaseException as exc:
-        from concurrent.futures import CancelledError
-
-        if isinstance(exc, CancelledError):
-            raise job.exception_if_cancelled() from None
-        raise
+    except concurrent.futures.CancelledError:
+        raise job.exception_if_cancelled() from None
     finally:
         if view is not None:
             view.close()
@@ -121,7 +125,7 @@ def submit_map(
     )
 
 
-def map(  # noqa: A001 - the public name mirrors the builtin on purpose
+def map(
     fn: Callable[[Any], Any],
     iterable: Iterable[Any],
     *,
@@ -213,17 +217,21 @@ def map_partitions(
     _check_callable(fn, "map_partitions")
     session = current_session(pool)
     count = partitions if partitions is not None else 2 * session.total_slots
+    # The frame is staged once for the whole job; each task takes its own rows from it.
     if by is None:
-        pieces = splitting.split_rows(df, count)
+        bounds = splitting.row_bounds(df, count)
+        function, shared, pieces = RowRange(fn), df, bounds
     else:
-        pieces = splitting.split_by_key(df, by, count)
+        codes, used = splitting.partition_codes(df, by, count)
+        function, shared, pieces = TakePartition(fn), (df, codes), used
     job = run_pieces(
         session,
-        fn,
+        function,
         pieces,
         name=f"map_partitions({_name(fn)})",
         gather=splitting.concat_frames_or_list,
         retries=retries,
+        shared=shared,
     )
     return wait(job, session, progress) if block else job
 
@@ -315,5 +323,3 @@ def submit(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Job:
     1024
     """
     return submit_call(fn, args, kwargs)
-
-

@@ -263,4 +263,3 @@ def _close_all() -> None:
 
 
 atexit.register(_close_all)
-

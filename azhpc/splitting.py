@@ -17,6 +17,8 @@ __all__ = [
     "concat_blocks",
     "concat_frames_or_list",
     "flatten",
+    "partition_codes",
+    "row_bounds",
     "split_blocks",
     "split_by_key",
     "split_rows",
@@ -58,22 +60,35 @@ def _check_frame(df: Any, what: str) -> None:
         )
 
 
-def split_rows(df: Any, partitions: int) -> list[Any]:
-    """Cut a frame into ``partitions`` consecutive row ranges of (nearly) equal length."""
+def row_bounds(df: Any, partitions: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of ``partitions`` consecutive row ranges of (nearly) equal length."""
     _check_frame(df, "map_partitions")
     partitions = _whole_number("partitions", partitions)
     n = len(df)
     count = max(1, min(partitions, n))
-    bounds = [n * i // count for i in range(count + 1)]
-    return [df.iloc[bounds[i] : bounds[i + 1]] for i in range(count)]
+    edges = [n * i // count for i in range(count + 1)]
+    return [(edges[i], edges[i + 1]) for i in range(count)]
 
 
-def split_by_key(df: Any, by: Hashable | list[Hashable], partitions: int) -> list[Any]:
-    """Cut a frame so that every group of ``by`` lands whole in one partition.
+def split_rows(df: Any, partitions: int) -> list[Any]:
+    """Cut a frame into ``partitions`` consecutive row ranges of (nearly) equal length."""
+    return [df.iloc[start:stop] for start, stop in row_bounds(df, partitions)]
 
-    Partitions hold contiguous ranges of the sorted keys, balanced by row count, and keep the
-    rows' original order within each partition; so concatenating the partitions' results
-    gives them in key order, as ``DataFrame.groupby`` would.
+
+def partition_codes(
+    df: Any, by: Hashable | list[Hashable], partitions: int
+) -> tuple[Any, list[int]]:
+    """Assign every row a partition so that each group of ``by`` lands whole in one.
+
+    Partitions hold contiguous ranges of the sorted keys, balanced by row count; so
+    concatenating the partitions' results gives them in key order, as
+    ``DataFrame.groupby`` would.
+
+    Returns
+    -------
+    codes, used
+        The partition of every row (a small-integer array), and the partitions that got
+        rows, in order.
     """
     import numpy as np
     import pandas as pd
@@ -90,24 +105,33 @@ def split_by_key(df: Any, by: Hashable | list[Hashable], partitions: int) -> lis
             f"its columns are {list(df.columns)!r}"
         )
     if len(df) == 0:
-        return [df]
+        return np.zeros(0, dtype=np.int16), [0]
     if len(keys) == 1:
-        codes, _ = pd.factorize(df[keys[0]], sort=True, use_na_sentinel=False)
+        groups, _ = pd.factorize(df[keys[0]], sort=True, use_na_sentinel=False)
     else:
-        codes = df.groupby(keys, sort=True, dropna=False, observed=True).ngroup().to_numpy()
-    codes = np.asarray(codes, dtype=np.int64)
-    counts = np.bincount(codes)
-    n_groups = len(counts)
-    count = max(1, min(partitions, n_groups))
+        groups = df.groupby(keys, sort=True, dropna=False, observed=True).ngroup().to_numpy()
+    groups = np.asarray(groups, dtype=np.int64)
+    counts = np.bincount(groups)
+    count = max(1, min(partitions, len(counts)))
     # Cut the cumulative row count of the sorted groups at equal shares.
     cumulative = np.cumsum(counts)
     cuts = np.searchsorted(cumulative, len(df) * np.arange(1, count) / count, side="left")
-    part_of_group = np.searchsorted(cuts, np.arange(n_groups), side="right")
-    part = part_of_group[codes].astype(np.int32)
-    order = np.argsort(part, kind="stable")
-    sizes = np.bincount(part, minlength=count)
-    pieces = np.split(order, np.cumsum(sizes)[:-1])
-    return [df.take(rows) for rows in pieces if len(rows)]
+    part_of_group = np.searchsorted(cuts, np.arange(len(counts)), side="right")
+    dtype = np.int16 if count < 2**15 else np.int32
+    codes = part_of_group.astype(dtype)[groups]
+    used = np.flatnonzero(np.bincount(codes, minlength=count)).tolist()
+    return codes, used
+
+
+def split_by_key(df: Any, by: Hashable | list[Hashable], partitions: int) -> list[Any]:
+    """Cut a frame so that every group of ``by`` lands whole in one partition (see
+    :func:`partition_codes`); rows keep their original order within a partition."""
+    import numpy as np
+
+    codes, used = partition_codes(df, by, partitions)
+    if len(df) == 0:
+        return [df]
+    return [df.take(np.flatnonzero(codes == p)) for p in used]
 
 
 def split_blocks(array: Any, blocks: int, axis: int) -> list[Any]:

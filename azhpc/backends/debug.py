@@ -10,6 +10,7 @@ Payloads still go through cloudpickle, so what works here serializes on a real p
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, ClassVar
 
 from azhpc.backends.base import Backend
@@ -29,19 +30,20 @@ class DebugBackend(Backend):
     name: ClassVar[str] = "debug"
     runs_in_caller: ClassVar[bool] = True
 
-    def __init__(self, *, capture_output: bool = False) -> None:
-        self.capture_output = capture_output
+    def __init__(self) -> None:
         self._cancelled: set[str] = set()
 
     def submit(self, spec: JobSpec, events: JobEvents) -> None:
         function = decode(spec.function)
+        if spec.shared is not None:
+            function = functools.partial(function, decode(spec.shared))
         for task in spec.tasks:
             if spec.job_id in self._cancelled:
                 return
             task_input = decode(task.input)
             events.task_running(task.task_id, node="debug")
             for attempt in range(1, spec.retries + 2):
-                outcome = run_task(function, task_input, capture_output=self.capture_output)
+                outcome = run_task(function, task_input, echo_output=True)
                 # The return value must survive the trip back, as it must on a real pool.
                 outcome = decode(encode_outcome(outcome))
                 if outcome.ok or attempt > spec.retries:

@@ -74,6 +74,7 @@ class _Node:
     alive: bool = True
     running: dict[tuple[str, str], int] = field(default_factory=dict)
     functions: set[str] = field(default_factory=set)
+    shared_jobs: set[str] = field(default_factory=set)
     buffer: bytearray = field(default_factory=bytearray)
     stderr_tail: bytearray = field(default_factory=bytearray)
 
@@ -87,6 +88,7 @@ class _JobRun:
     spec: JobSpec
     events: JobEvents
     refs: dict[str, tuple[Any, ...]]
+    shared_ref: tuple[Any, ...] | None = None
     attempts: collections.Counter[str] = field(default_factory=collections.Counter)
     losses: collections.Counter[str] = field(default_factory=collections.Counter)
     remaining: int = 0
@@ -129,6 +131,9 @@ class LocalBackend(Backend):
         self._finalizer = weakref.finalize(
             self, _release, self._scratch, (self._wake_r, self._wake_w)
         )
+        # At interpreter exit the session's close() runs this, after stopping the nodes;
+        # running it earlier (finalize's own exit hook) would cut the scheduler's wake pipe.
+        self._finalizer.atexit = False
         self._thread.start()
 
     # -- the client-side API (any thread) -----------------------------------------------------
@@ -146,7 +151,11 @@ class LocalBackend(Backend):
         for task in spec.tasks:
             path = os.path.join(self._scratch, f"in-{spec.job_id}-{next(self._stage_ids)}")
             refs[task.task_id] = to_ref(task.input, path)
-        self._send(("submit", _JobRun(spec, events, refs, remaining=len(spec.tasks))))
+        shared_ref = None
+        if spec.shared is not None:
+            shared_ref = to_ref(spec.shared, os.path.join(self._scratch, f"shared-{spec.job_id}"))
+        run = _JobRun(spec, events, refs, shared_ref=shared_ref, remaining=len(spec.tasks))
+        self._send(("submit", run))
 
     def cancel(self, job_id: str) -> None:
         if self._closed:
@@ -159,10 +168,11 @@ class LocalBackend(Backend):
         if self._closed:
             return
         self._closed = True
-        done = threading.Event()
-        self._send(("close", done))
-        done.wait(timeout=EXIT_GRACE + 10)
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            done = threading.Event()
+            self._send(("close", done))
+            done.wait(timeout=EXIT_GRACE + 10)
+            self._thread.join(timeout=5)
         self._finalizer()
 
     def node_pids(self) -> list[int]:
@@ -213,6 +223,8 @@ class LocalBackend(Backend):
                 if key.data is None:
                     os.read(self._wake_r, 4096)
                     closing = self._handle_commands()
+                elif not key.data[0].alive:
+                    continue  # lost earlier in this batch of events
                 elif key.data[1] == "out":
                     self._read_node(key.data[0])
                 else:
@@ -329,6 +341,11 @@ class LocalBackend(Backend):
                     self._queue.appendleft((job_id, task_id))
                     continue
                 node.functions.add(digest)
+            if run.shared_ref is not None and job_id not in node.shared_jobs:
+                if not self._write(node, ("shared", job_id, run.shared_ref)):
+                    self._queue.appendleft((job_id, task_id))
+                    continue
+                node.shared_jobs.add(job_id)
             run.attempts[task_id] += 1
             attempt = run.attempts[task_id]
             node.running[(job_id, task_id)] = attempt
@@ -372,16 +389,17 @@ class LocalBackend(Backend):
     def _forget(self, run: _JobRun) -> None:
         job_id = run.spec.job_id
         self._jobs.pop(job_id, None)
-        for ref in run.refs.values():
-            if ref[0] == "file":
+        for ref in [*run.refs.values(), run.shared_ref]:
+            if ref is not None and ref[0] == "file":
                 _unlink(ref[1])
         digest = run.spec.function.digest()
-        if any(r.spec.function.digest() == digest for r in self._jobs.values()):
-            return
+        in_use = any(r.spec.function.digest() == digest for r in self._jobs.values())
         for node in self._nodes:
-            if digest in node.functions and node.alive:
-                node.functions.discard(digest)
-                self._write(node, ("forget", digest))
+            if node.alive and (job_id in node.shared_jobs or digest in node.functions):
+                node.shared_jobs.discard(job_id)
+                if not in_use:
+                    node.functions.discard(digest)
+                self._write(node, ("forget", "" if in_use else digest, job_id))
 
     def _lost(self, node: _Node, *, killed_for_cancel: bool = False) -> None:
         """A node died (or its pipe broke): run its tasks again elsewhere and replace it.

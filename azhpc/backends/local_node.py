@@ -8,8 +8,9 @@ Messages, client -> node::
 
     ("hello", {"node": str, "sys_path": [...], "scratch": folder})
     ("function", digest, pickle_bytes)
+    ("shared", job_id, ref)                 # the job's shared input, before its first task
     ("task", job_id, task_id, attempt, digest, ref)
-    ("forget", digest)
+    ("forget", digest, job_id)
 
 node -> client::
 
@@ -22,6 +23,7 @@ its stdin closes, and (Linux) when its parent dies.
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import queue
@@ -73,7 +75,8 @@ def to_ref(payload: Payload, path: str) -> tuple[Any, ...]:
 def from_ref(ref: tuple[Any, ...], *, unlink: bool = False) -> Payload:
     """Rebuild the payload a :func:`to_ref` described (mapping, not copying, a file)."""
     if ref[0] == "inline":
-        return Payload(ref[1], tuple(memoryview(b) for b in ref[2]))
+        # bytearray, not bytes: objects rebuilt from the buffers must be writable.
+        return Payload(ref[1], tuple(memoryview(bytearray(b)) for b in ref[2]))
     payload = read_payload_file(ref[1])
     if unlink:
         os.unlink(ref[1])
@@ -108,6 +111,9 @@ def serve(inp: BinaryIO, out: BinaryIO, *, parent_pid: int | None = None) -> Non
 
     raw_functions: dict[str, bytes] = {}
     functions: dict[str, Any] = {}
+    shared_refs: dict[str, tuple[Any, ...]] = {}
+    shared: dict[str, Any] = {}
+    shared_lock = threading.Lock()
     tasks: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
     send_lock = threading.Lock()
 
@@ -119,9 +125,13 @@ def serve(inp: BinaryIO, out: BinaryIO, *, parent_pid: int | None = None) -> Non
             kind = message[0]
             if kind == "function":
                 raw_functions[message[1]] = message[2]
+            elif kind == "shared":
+                shared_refs[message[1]] = message[2]
             elif kind == "forget":
                 raw_functions.pop(message[1], None)
                 functions.pop(message[1], None)
+                shared_refs.pop(message[2], None)
+                shared.pop(message[2], None)
             elif kind == "task":
                 tasks.put(message)
 
@@ -134,6 +144,11 @@ def serve(inp: BinaryIO, out: BinaryIO, *, parent_pid: int | None = None) -> Non
             function = functions.get(digest)
             if function is None:
                 function = functions[digest] = decode(raw_functions[digest])
+            if job_id in shared_refs:
+                with shared_lock:  # map and rebuild it once per job, whatever the slots
+                    if job_id not in shared:
+                        shared[job_id] = decode(from_ref(shared_refs[job_id]))
+                function = functools.partial(function, shared[job_id])
             outcome = run_task(function, decode(from_ref(ref)))
             result = to_ref(
                 encode_outcome(outcome),

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ApplyEach", "CallWithArguments"]
+__all__ = ["ApplyEach", "CallWithArguments", "RowRange", "TakePartition"]
 
 
 @dataclass(frozen=True)
@@ -41,3 +41,28 @@ class CallWithArguments:
     def __call__(self, arguments: tuple[tuple[Any, ...], dict[str, Any]]) -> Any:
         args, kwargs = arguments
         return self.fn(*args, **kwargs)
+
+
+@dataclass(frozen=True)
+class RowRange:
+    """For a job whose shared input is a frame: call ``fn`` on rows ``start:stop`` of it."""
+
+    fn: Callable[[Any], Any]
+
+    def __call__(self, frame: Any, bounds: tuple[int, int]) -> Any:
+        start, stop = bounds
+        return self.fn(frame.iloc[start:stop])
+
+
+@dataclass(frozen=True)
+class TakePartition:
+    """For a job whose shared input is ``(frame, codes)``: call ``fn`` on the rows whose
+    partition code is this task's input, in their original order."""
+
+    fn: Callable[[Any], Any]
+
+    def __call__(self, shared: tuple[Any, Any], partition: int) -> Any:
+        import numpy as np
+
+        frame, codes = shared
+        return self.fn(frame.take(np.flatnonzero(codes == partition)))

@@ -53,8 +53,10 @@ class RemoteError:
         summary.stack = traceback.StackSummary.from_list(kept)
         text = "".join(summary.format())
         kind = type(exc)
-        name = kind.__qualname__ if kind.__module__ == "builtins" else (
-            f"{kind.__module__}.{kind.__qualname__}"
+        name = (
+            kind.__qualname__
+            if kind.__module__ == "builtins"
+            else (f"{kind.__module__}.{kind.__qualname__}")
         )
         try:
             cloudpickle.loads(cloudpickle.dumps(exc))

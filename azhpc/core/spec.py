@@ -47,6 +47,9 @@ class JobSpec:
         A readable name for displays (``"map(square)"``).
     function
         The serialized function every task calls with its input.
+    shared
+        An input every task shares (staged once per job, like Batch's job-wide resource
+        files); when set, each task calls ``function(shared, input)``.
     tasks
         The tasks, in gather order.
     retries
@@ -62,6 +65,7 @@ class JobSpec:
     tasks: tuple[TaskSpec, ...]
     retries: int = 0
     max_worker_losses: int = 3
+    shared: Payload | None = None
 
     def __post_init__(self) -> None:
         if self.retries < 0:

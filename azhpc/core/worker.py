@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,14 +28,17 @@ OUTPUT_LIMIT = 1 << 20
 class _Capture(io.TextIOBase):
     """Collects what a task prints, keeping the last :data:`OUTPUT_LIMIT` characters."""
 
-    def __init__(self) -> None:
+    def __init__(self, echo: io.TextIOBase | None = None) -> None:
         self._parts: list[str] = []
         self._size = 0
+        self._echo = echo
 
     def writable(self) -> bool:
         return True
 
     def write(self, text: str) -> int:
+        if self._echo is not None:
+            self._echo.write(text)
         self._parts.append(text)
         self._size += len(text)
         if self._size > 2 * OUTPUT_LIMIT:
@@ -47,7 +51,11 @@ class _Capture(io.TextIOBase):
 
 
 def run_task(
-    function: Callable[[Any], Any], task_input: Any, *, capture_output: bool = True
+    function: Callable[[Any], Any],
+    task_input: Any,
+    *,
+    capture_output: bool = True,
+    echo_output: bool = False,
 ) -> TaskOutcome:
     """Run ``function(task_input)`` and return its outcome; never raises for the task's errors.
 
@@ -59,13 +67,15 @@ def run_task(
         This task's input.
     capture_output
         Collect what the task prints (``sys.stdout``/``sys.stderr``) into the outcome.
+    echo_output
+        Also print it as it comes (the in-process debug backend).
 
     Returns
     -------
     TaskOutcome
         Success with the return value, or failure with the remote error and its traceback.
     """
-    capture = _Capture() if capture_output else None
+    capture = _Capture(sys.stdout if echo_output else None) if capture_output else None
     started = time.perf_counter()
     try:
         if capture is None:

@@ -1,0 +1,52 @@
+"""Shared fixtures: sessions on every backend, small helpers for processes."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+import azhpc
+
+#: The backends every conformance test runs on.
+BACKENDS = ("local", "debug")
+
+
+@pytest.fixture(params=BACKENDS)
+def session(request: pytest.FixtureRequest) -> Iterator[azhpc.Session]:
+    """A session on each backend (2 local workers), closed after the test."""
+    with azhpc.connect(workers=2, backend=request.param, progress=False) as s:
+        yield s
+
+
+@pytest.fixture
+def local_session() -> Iterator[azhpc.Session]:
+    """A local session with 2 workers, closed after the test."""
+    with azhpc.connect(workers=2, progress=False) as s:
+        yield s
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what or condition}")
+        time.sleep(0.01)
+
+
+def process_exists(pid: int) -> bool:
+    """True while a process with this pid exists (and is not a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True

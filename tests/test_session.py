@@ -1,0 +1,89 @@
+"""connect(), default sessions, the debug backend, and what `import azhpc` costs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+
+import pytest
+
+import azhpc
+
+
+def test_connect_rejects_unknown_arguments_listing_valid_ones():
+    with pytest.raises(azhpc.ConfigError) as info:
+        azhpc.connect(wokers=2)
+    message = str(info.value)
+    assert "wokers" in message and "workers=None" in message and "slots=1" in message
+    assert isinstance(info.value, ValueError)
+
+
+def test_connect_rejects_unknown_profile_and_backend():
+    with pytest.raises(azhpc.ConfigError, match="choose one of local, emulated, azure"):
+        azhpc.connect("cloud")
+    with pytest.raises(azhpc.ConfigError, match="unknown backend 'gpu'"):
+        azhpc.connect(backend="gpu")
+    with pytest.raises(azhpc.ConfigError, match="workers must be"):
+        azhpc.connect(workers=0)
+
+
+def test_profiles_not_yet_available_say_so():
+    with pytest.raises(azhpc.ConfigError, match="not available in this version"):
+        azhpc.connect("azure")
+
+
+def test_connect_makes_the_default_session_and_close_clears_it():
+    with azhpc.connect(workers=1, progress=False) as first:
+        assert azhpc.submit(abs, -1).result() == 1
+        assert azhpc.session.current_session() is first
+    assert first.closed
+    assert "closed" in repr(first)
+    # With no open default, the next call opens a fresh local one.
+    fresh = azhpc.session.current_session()
+    try:
+        assert fresh is not first and not fresh.closed
+    finally:
+        fresh.close()
+
+
+def test_pool_argument_must_be_a_session():
+    with pytest.raises(azhpc.ConfigError, match="pool= takes an azhpc Session"):
+        azhpc.map(abs, [1], pool="local")
+
+
+def test_debug_backend_runs_tasks_in_the_calling_thread():
+    caller = threading.get_ident()
+    with azhpc.connect(backend="debug") as session:
+        assert session.map(lambda _: threading.get_ident(), [1, 2]) == [caller, caller]
+        assert session.backend.runs_in_caller
+
+
+def test_session_repr_names_profile_and_backend():
+    with azhpc.connect(workers=1, progress=False) as session:
+        text = repr(session)
+    assert "profile='local'" in text and "workers=1" in text
+
+
+def test_import_is_light_and_imports_no_azure_sdk():
+    code = (
+        "import sys, time, json; t = time.perf_counter(); import azhpc; "
+        "t = time.perf_counter() - t; heavy = sorted({m.split('.')[0] for m in sys.modules "
+        "if m.split('.')[0] in ('azure', 'pandas', 'numpy', 'joblib', 'IPython', "
+        "'ipywidgets', 'adlfs', 'duckdb')}); print(json.dumps([t, heavy]))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    seconds, heavy = json.loads(done.stdout)
+    assert heavy == []
+    assert seconds < 0.5  # generous: measured ~0.01 s; benchmarks/ has the real figure
+
+
+def test_joblib_backend_registers_when_joblib_is_imported_after_azhpc():
+    code = (
+        "import azhpc, joblib\n"
+        "with joblib.parallel_config(backend='azhpc'):\n"
+        "    print(joblib.Parallel()(joblib.delayed(abs)(-i) for i in range(3)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "[0, 1, 2]", done.stderr
