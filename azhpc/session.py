@@ -52,6 +52,8 @@ class Session:
         code runs (widget in Jupyter, text bar in a terminal, nothing when output is a file).
     progress_after
         Seconds a job must run before its progress shows, so that quick jobs print nothing.
+    lake
+        The profile's Data Lake (an object with a ``close()``), or ``None``.
     """
 
     def __init__(
@@ -61,9 +63,11 @@ class Session:
         *,
         progress: bool | None = None,
         progress_after: float = 1.0,
+        lake: Any = None,
     ) -> None:
         self.profile = profile
         self.backend = backend
+        self.lake = lake
         self.progress = progress
         self.progress_after = progress_after
         self._jobs: weakref.WeakSet[Job] = weakref.WeakSet()
@@ -101,6 +105,8 @@ class Session:
             if not job.done():
                 job.cancel()
         self.backend.close()
+        if self.lake is not None and hasattr(self.lake, "close"):
+            self.lake.close()
         with _default_lock:
             if _default is self:
                 _default = None
