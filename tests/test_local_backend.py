@@ -208,3 +208,24 @@ def test_workers_that_cannot_start_fail_jobs_clearly(tmp_path):
     ):
         s.map(abs, [1])
     assert "no python here" in info.value.remote_message
+
+
+def test_done_callback_may_cancel_another_job(local_session, tmp_path):
+    gate, gate2 = str(tmp_path / "gate"), str(tmp_path / "gate2")
+    blocked = local_session.submit(block_until_file, gate)
+    second = local_session.submit(block_until_file, gate2)
+    wait_until(lambda: os.path.exists(gate2 + ".started"), what="both tasks to start")
+    ran_on: list[str] = []
+    cancelled = threading.Event()
+
+    def cancel_the_other(_):
+        ran_on.append(threading.current_thread().name)
+        blocked.cancel()
+        cancelled.set()
+
+    second.add_done_callback(cancel_the_other)  # registered while it still runs
+    Path(gate2).write_text("")
+    assert second.result(timeout=60) == "released"
+    assert cancelled.wait(timeout=10), "the callback did not finish: it waited for itself"
+    assert ran_on == ["azhpc-local"]  # it ran on the scheduler thread
+    assert blocked.cancelled()

@@ -160,6 +160,11 @@ class LocalBackend(Backend):
     def cancel(self, job_id: str) -> None:
         if self._closed:
             return
+        if threading.current_thread() is self._thread:
+            # From a job's done-callback, which runs on the scheduler thread: act now,
+            # rather than wait for ourselves.
+            self._cancel(job_id)
+            return
         done = threading.Event()
         self._send(("cancel", job_id, done))
         done.wait(timeout=30)
@@ -167,6 +172,11 @@ class LocalBackend(Backend):
     def close(self) -> None:
         if self._closed:
             return
+        if threading.current_thread() is self._thread:
+            raise ConfigError(
+                "a session cannot be closed from a job's done-callback; close it from the "
+                "code that waits for the job"
+            )
         self._closed = True
         if self._thread.is_alive():
             done = threading.Event()
