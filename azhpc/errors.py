@@ -34,7 +34,16 @@ class SerializationError(AzhpcError, TypeError):
     """A function, argument or result could not be serialized to be sent to or from a worker."""
 
 
-class UnpicklableVariableError(SerializationError):
+class _CellVariableProblem:
+    """A problem with a notebook cell's variables: in IPython, the message is the whole story
+    (the only frame left would be azhpc's own)."""
+
+    def _render_traceback_(self) -> list[str]:
+        red, reset = "\x1b[0;31m", "\x1b[0m"
+        return [f"{red}{type(self).__name__}{reset}: {self}"]
+
+
+class UnpicklableVariableError(_CellVariableProblem, SerializationError):
     """A variable a ``%%azrun`` cell reads cannot be sent to the workers."""
 
     def __init__(self, message: str, *, names: tuple[str, ...] = ()) -> None:
@@ -42,7 +51,7 @@ class UnpicklableVariableError(SerializationError):
         self.names = names
 
 
-class UndefinedVariableError(AzhpcError, NameError):
+class UndefinedVariableError(_CellVariableProblem, AzhpcError, NameError):
     """A ``%%azrun`` cell reads a variable that is not defined in the notebook."""
 
     def __init__(self, message: str, *, names: tuple[str, ...] = ()) -> None:

@@ -19,9 +19,26 @@ import cloudpickle
 
 from azhpc.core.states import TaskResult
 
-__all__ = ["RemoteError", "TaskOutcome", "read_outcome", "write_outcome"]
+__all__ = [
+    "RemoteError",
+    "TaskOutcome",
+    "hide_traceback_frames",
+    "read_outcome",
+    "write_outcome",
+]
 
+#: Files whose frames a remote traceback leaves out: azhpc's task wrappers and runners.
+_HIDDEN_FILES: set[str] = set()
 _CORE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def hide_traceback_frames(path: str) -> None:
+    """Leave the frames of the file ``path`` out of remote tracebacks (a task runner's own)."""
+    _HIDDEN_FILES.add(os.path.abspath(path))
+
+
+def _hidden(filename: str) -> bool:
+    return os.path.dirname(filename) == _CORE_DIR or filename in _HIDDEN_FILES
 
 
 @dataclass(frozen=True)
@@ -49,7 +66,7 @@ class RemoteError:
     def capture(cls, exc: BaseException) -> RemoteError:
         """Describe ``exc``, leaving out azhpc's own frames (the task wrappers, the worker)."""
         summary = traceback.TracebackException.from_exception(exc)
-        kept = [f for f in summary.stack if os.path.dirname(f.filename) != _CORE_DIR]
+        kept = [f for f in summary.stack if not _hidden(f.filename)]
         summary.stack = traceback.StackSummary.from_list(kept)
         text = "".join(summary.format())
         kind = type(exc)
