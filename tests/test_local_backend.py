@@ -229,3 +229,30 @@ def test_done_callback_may_cancel_another_job(local_session, tmp_path):
     assert cancelled.wait(timeout=10), "the callback did not finish: it waited for itself"
     assert ran_on == ["azhpc-local"]  # it ran on the scheduler thread
     assert blocked.cancelled()
+
+
+def wait_for_partner(me, partner):
+    Path(me).write_text("")
+    while not os.path.exists(partner):
+        threading.Event().wait(0.02)
+    return os.getpid()
+
+
+def test_a_worker_with_two_slots_runs_two_tasks_at_once(tmp_path):
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    with azhpc.connect(workers=1, slots=2, progress=False) as session:
+        assert session.total_slots == 2
+        # Each task waits until the other has started: only concurrent slots finish both.
+        first = session.submit(wait_for_partner, a, b)
+        second = session.submit(wait_for_partner, b, a)
+        assert first.result(timeout=60) == second.result(timeout=60)  # same worker process
+
+
+def test_result_timeout_raises_and_the_job_can_still_be_cancelled(local_session, tmp_path):
+    import concurrent.futures
+
+    gate = str(tmp_path / "gate")
+    job = local_session.submit(block_until_file, gate)
+    with pytest.raises(concurrent.futures.TimeoutError):
+        job.result(timeout=0.05)
+    assert job.cancel()
