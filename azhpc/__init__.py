@@ -39,7 +39,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from azhpc.core.job import Job, Progress
     from azhpc.executor import Executor
-    from azhpc.scatter import map, map_blocks, map_partitions, submit, submit_map
+    from azhpc.scatter import attach, map, map_blocks, map_partitions, submit, submit_map
     from azhpc.session import Session, connect
 
 _LAZY = {
@@ -50,6 +50,7 @@ _LAZY = {
     "map_blocks": "azhpc.scatter",
     "submit": "azhpc.scatter",
     "submit_map": "azhpc.scatter",
+    "attach": "azhpc.scatter",
     "Executor": "azhpc.executor",
     "Job": "azhpc.core.job",
     "Progress": "azhpc.core.job",
@@ -71,6 +72,7 @@ __all__ = [
     "UnpicklableVariableError",
     "WorkerLostError",
     "__version__",
+    "attach",
     "connect",
     "load_ipython_extension",
     "map",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from azhpc import splitting
 from azhpc.core.calls import ApplyEach, CallWithArguments, RowRange, TakePartition
-from azhpc.core.payload import encode
+from azhpc.core.payload import Payload, encode
 from azhpc.core.spec import JobSpec, TaskSpec, new_job_id
 from azhpc.errors import ConfigError
 from azhpc.session import Session, current_session
@@ -24,7 +24,15 @@ from azhpc.session import Session, current_session
 if TYPE_CHECKING:
     from azhpc.core.job import Job
 
-__all__ = ["map", "map_blocks", "map_partitions", "submit", "submit_call", "submit_map"]
+__all__ = [
+    "attach",
+    "map",
+    "map_blocks",
+    "map_partitions",
+    "submit",
+    "submit_call",
+    "submit_map",
+]
 
 
 def _name(fn: Callable[..., Any]) -> str:
@@ -323,3 +331,50 @@ def submit(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Job:
     1024
     """
     return submit_call(fn, args, kwargs)
+
+
+def attach(job_id: str, *, pool: Session | None = None) -> Job:
+    """Rebuild a durable job in this process from the session's lake.
+
+    Tasks whose outcome is stored are not run again; the others are run on this session.
+    The returned :class:`Job` has the same id, progress and result as the original.
+
+    Parameters
+    ----------
+    job_id
+        The id of a job submitted by a session with durable jobs on.
+    pool
+        The session (it must use the same lake); default: the default session.
+
+    Raises
+    ------
+    ConfigError
+        The session keeps no durable jobs.
+    JobNotFoundError
+        The lake holds no job with that id.
+
+    Examples
+    --------
+    >>> job = azhpc.attach("azhpc-20261123-101500-1a2b3c")   # doctest: +SKIP
+    >>> job.progress.succeeded, job.result()                   # doctest: +SKIP
+    """
+
+    session = current_session(pool)
+    store = getattr(session, "store", None)
+    if store is None:
+        raise ConfigError(
+            "this session keeps no durable jobs, so there is nothing to attach to; "
+            "connect with durable=True (the default on the emulated and azure profiles)"
+        )
+    manifest = store.load_manifest(job_id)
+    finished = store.finished_outcomes(job_id)
+    missing = {task_id for task_id, _, _ in manifest.tasks if task_id not in finished}
+    spec, gather = store.rebuild(manifest, missing)
+    full = JobSpec(
+        job_id=manifest.job_id,
+        name=manifest.name,
+        function=spec.function,
+        tasks=tuple(TaskSpec(task_id, index, Payload(b"")) for task_id, index, _ in manifest.tasks),
+        retries=manifest.retries,
+    )
+    return session.resume_job(full, spec, gather, finished)

@@ -21,8 +21,10 @@ from azhpc.errors import ConfigError
 if TYPE_CHECKING:
     from azhpc.backends.base import Backend
     from azhpc.core.job import Job
+    from azhpc.core.outcome import TaskOutcome
     from azhpc.core.spec import JobSpec
     from azhpc.executor import Executor
+    from azhpc.staging import JobStore
 
 __all__ = ["PROFILES", "Session", "connect", "current_session"]
 
@@ -54,6 +56,9 @@ class Session:
         Seconds a job must run before its progress shows, so that quick jobs print nothing.
     lake
         The profile's Data Lake (an object with a ``close()``), or ``None``.
+    store
+        Where durable jobs are kept (a :class:`~azhpc.staging.JobStore`), or ``None``: then
+        jobs live only in this process and :func:`azhpc.attach` cannot find them.
     """
 
     def __init__(
@@ -64,10 +69,12 @@ class Session:
         progress: bool | None = None,
         progress_after: float = 1.0,
         lake: Any = None,
+        store: JobStore | None = None,
     ) -> None:
         self.profile = profile
         self.backend = backend
         self.lake = lake
+        self.store = store
         self.progress = progress
         self.progress_after = progress_after
         self._jobs: weakref.WeakSet[Job] = weakref.WeakSet()
@@ -119,7 +126,38 @@ class Session:
             raise ConfigError("this session is closed; open a new one with azhpc.connect()")
         job = Job(spec, gather=gather, canceller=self.backend.cancel)
         self._jobs.add(job)
-        self.backend.submit(spec, job)
+        if self.store is None:
+            self.backend.submit(spec, job)
+        else:
+            from azhpc.staging import PersistingEvents
+
+            self.store.save_job(spec, gather)
+            self.backend.submit(spec, PersistingEvents(job, self.store, spec.job_id))
+        return job
+
+    def resume_job(
+        self,
+        spec: JobSpec,
+        runnable: JobSpec,
+        gather: Callable[[list[Any]], Any],
+        finished: dict[str, TaskOutcome],
+    ) -> Job:
+        """Rebuild a durable job: ``finished`` outcomes count as done, ``runnable`` runs.
+
+        Used by :func:`azhpc.attach`; ``spec`` names every task of the job.
+        """
+        from azhpc.core.job import Job
+        from azhpc.staging import PersistingEvents
+
+        if self._closed:
+            raise ConfigError("this session is closed; open a new one with azhpc.connect()")
+        job = Job(spec, gather=gather, canceller=self.backend.cancel)
+        self._jobs.add(job)
+        for task_id, outcome in finished.items():
+            job.task_completed(task_id, outcome)
+        if runnable.tasks:
+            events = job if self.store is None else PersistingEvents(job, self.store, spec.job_id)
+            self.backend.submit(runnable, events)
         return job
 
     # -- the scatter API, bound to this session -------------------------------------------------

@@ -117,8 +117,7 @@ def _aligned(n: int) -> int:
     return (n + _ALIGN - 1) // _ALIGN * _ALIGN
 
 
-def write_payload_file(path: str, payload: Payload) -> int:
-    """Write ``payload`` to ``path`` in the payload file layout; return the bytes written."""
+def _layout(payload: Payload) -> tuple[bytes, list[tuple[int, int]], int]:
     import struct
 
     header_len = len(MAGIC) + 16 + 16 * len(payload.buffers)
@@ -129,14 +128,49 @@ def write_payload_file(path: str, payload: Payload) -> int:
         offset = _aligned(offset + buf.nbytes)
     header = MAGIC + struct.pack("<QQ", len(payload.data), len(payload.buffers))
     header += b"".join(struct.pack("<QQ", off, n) for off, n in layout)
+    return header, layout, offset
+
+
+def write_payload_file(path: str, payload: Payload) -> int:
+    """Write ``payload`` to ``path`` in the payload file layout; return the bytes written."""
+    header, layout, end = _layout(payload)
     with open(path, "wb") as f:
         f.write(header)
         f.write(payload.data)
         for (off, _), buf in zip(layout, payload.buffers, strict=True):
             f.seek(off)
             f.write(buf)
-        f.truncate(offset)
-    return offset
+        f.truncate(end)
+    return end
+
+
+def payload_to_bytes(payload: Payload) -> bytes:
+    """``payload`` in the payload file layout, as one bytes object (for object storage)."""
+    header, layout, end = _layout(payload)
+    out = bytearray(end)
+    out[: len(header)] = header
+    out[len(header) : len(header) + len(payload.data)] = payload.data
+    for (off, n), buf in zip(layout, payload.buffers, strict=True):
+        out[off : off + n] = buf  # PickleBuffer.raw(): always flat bytes
+    return bytes(out)
+
+
+def payload_from_bytes(data: bytes | bytearray | memoryview, *, what: str = "payload") -> Payload:
+    """Rebuild a payload from :func:`payload_to_bytes` output; its buffers are writable."""
+    import struct
+
+    view = memoryview(bytearray(data))
+    if bytes(view[: len(MAGIC)]) != MAGIC:
+        raise SerializationError(f"{what} is not an azhpc payload (it may be damaged)")
+    pos = len(MAGIC)
+    data_len, count = struct.unpack_from("<QQ", view, pos)
+    pos += 16
+    layout = [struct.unpack_from("<QQ", view, pos + 16 * i) for i in range(count)]
+    pos += 16 * count
+    end = max([pos + data_len] + [off + n for off, n in layout])
+    if end > len(view):
+        raise SerializationError(f"{what} is truncated ({len(view)} of {end} bytes)")
+    return Payload(bytes(view[pos : pos + data_len]), tuple(view[o : o + n] for o, n in layout))
 
 
 def read_payload_file(path: str) -> Payload:

@@ -1,0 +1,281 @@
+"""Durable jobs: payloads, a manifest and outcomes kept in a lake folder.
+
+A :class:`JobStore` keeps, under one folder of any fsspec filesystem (the session's lake)::
+
+    payloads/<sha256>                      content-addressed payloads: functions, inputs,
+                                           shared inputs, gather functions (written once)
+    jobs/<job_id>/manifest.json            what the job is: its tasks and their payloads
+    jobs/<job_id>/outcomes/<task_id>       each finished task's outcome
+
+The manifest is written after every payload it names, and each outcome is committed whole
+(a temporary name renamed into place on file systems; a single upload, which object stores
+only show once it is complete), so a reader never sees half a job or half a result. That is
+what lets :func:`azhpc.attach` rebuild a job in a fresh process: it gathers the outcomes that
+exist and runs only the tasks that have none.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from azhpc.core.outcome import TaskOutcome
+from azhpc.core.payload import Payload, decode, encode, payload_from_bytes, payload_to_bytes
+from azhpc.core.spec import JobSpec, TaskSpec
+from azhpc.core.worker import encode_outcome
+from azhpc.errors import AzhpcError
+
+if TYPE_CHECKING:
+    from azhpc.core.job import JobEvents
+    from azhpc.core.outcome import RemoteError
+
+__all__ = ["JobManifest", "JobNotFoundError", "JobStore", "PersistingEvents"]
+
+logger = logging.getLogger("azhpc")
+
+MANIFEST_VERSION = 1
+#: Protocols whose uploads become visible only once complete (no rename needed).
+_OBJECT_STORES = frozenset({"abfs", "abfss", "az", "s3", "s3a", "gs", "gcs", "memory"})
+
+
+class JobNotFoundError(AzhpcError, LookupError):
+    """No durable job with that id is in this session's lake."""
+
+
+@dataclass(frozen=True)
+class JobManifest:
+    """What a durable job is, as stored in ``manifest.json``."""
+
+    job_id: str
+    name: str
+    created: float
+    function: str
+    gather: str
+    shared: str | None
+    retries: int
+    tasks: tuple[tuple[str, int, str], ...]  # (task id, index, input digest)
+    azhpc_version: str
+    python: str
+
+    def to_json(self) -> str:
+        """The manifest as JSON text."""
+        return json.dumps(
+            {
+                "version": MANIFEST_VERSION,
+                "job_id": self.job_id,
+                "name": self.name,
+                "created": self.created,
+                "function": self.function,
+                "gather": self.gather,
+                "shared": self.shared,
+                "retries": self.retries,
+                "tasks": [list(t) for t in self.tasks],
+                "azhpc_version": self.azhpc_version,
+                "python": self.python,
+            },
+            indent=1,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> JobManifest:
+        """Read a manifest written by :meth:`to_json`."""
+        raw = json.loads(text)
+        if raw.get("version") != MANIFEST_VERSION:
+            raise AzhpcError(
+                f"job manifest version {raw.get('version')!r} is not one this azhpc reads "
+                f"({MANIFEST_VERSION}); attach with the azhpc version that ran the job "
+                f"({raw.get('azhpc_version', 'unknown')})"
+            )
+        return cls(
+            job_id=raw["job_id"],
+            name=raw["name"],
+            created=raw["created"],
+            function=raw["function"],
+            gather=raw["gather"],
+            shared=raw["shared"],
+            retries=raw["retries"],
+            tasks=tuple((t[0], int(t[1]), t[2]) for t in raw["tasks"]),
+            azhpc_version=raw["azhpc_version"],
+            python=raw["python"],
+        )
+
+
+class JobStore:
+    """Durable jobs under ``root`` on the fsspec filesystem ``fs``.
+
+    Parameters
+    ----------
+    fs
+        Any fsspec filesystem (a local folder, adlfs on Azurite or ADLS, ...).
+    root
+        The folder for azhpc's jobs and payloads on ``fs``.
+    """
+
+    def __init__(self, fs: Any, root: str) -> None:
+        self.fs = fs
+        self.root = root.rstrip("/")
+        protocols = fs.protocol if isinstance(fs.protocol, tuple | list) else (fs.protocol,)
+        self._object_store = bool(_OBJECT_STORES & set(protocols))
+
+    def __repr__(self) -> str:
+        return f"<JobStore {type(self.fs).__name__}:{self.root}>"
+
+    # -- paths -----------------------------------------------------------------------------
+
+    def _payload_path(self, digest: str) -> str:
+        return f"{self.root}/payloads/{digest}"
+
+    def _job_dir(self, job_id: str) -> str:
+        return f"{self.root}/jobs/{job_id}"
+
+    def _outcome_path(self, job_id: str, task_id: str) -> str:
+        return f"{self._job_dir(job_id)}/outcomes/{task_id}"
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _commit(self, path: str, data: bytes) -> None:
+        """Write ``data`` so that readers see all of it or nothing."""
+        parent = path.rsplit("/", 1)[0]
+        if self._object_store:
+            self.fs.pipe_file(path, data)  # one upload: visible only once complete
+            return
+        self.fs.makedirs(parent, exist_ok=True)
+        tmp = f"{parent}/.{path.rsplit('/', 1)[1]}.partial-{secrets.token_hex(4)}"
+        self.fs.pipe_file(tmp, data)
+        self.fs.mv(tmp, path)
+
+    def put_payload(self, payload: Payload) -> str:
+        """Store ``payload`` under its content hash (once); return the hash."""
+        digest = payload.digest()
+        path = self._payload_path(digest)
+        if not self.fs.exists(path):
+            self._commit(path, payload_to_bytes(payload))
+        return digest
+
+    def save_job(self, spec: JobSpec, gather: Callable[[list[Any]], Any]) -> JobManifest:
+        """Store every payload of ``spec`` and its gather function, then the manifest."""
+        import azhpc
+
+        tasks = tuple((t.task_id, t.index, self.put_payload(t.input)) for t in spec.tasks)
+        manifest = JobManifest(
+            job_id=spec.job_id,
+            name=spec.name,
+            created=time.time(),
+            function=self.put_payload(spec.function),
+            gather=self.put_payload(encode(gather, what="the job's gather function")),
+            shared=None if spec.shared is None else self.put_payload(spec.shared),
+            retries=spec.retries,
+            tasks=tasks,
+            azhpc_version=azhpc.__version__,
+            python=".".join(map(str, sys.version_info[:3])),
+        )
+        self._commit(f"{self._job_dir(spec.job_id)}/manifest.json", manifest.to_json().encode())
+        return manifest
+
+    def save_outcome(self, job_id: str, task_id: str, outcome: TaskOutcome) -> None:
+        """Store a finished task's outcome, whole or not at all."""
+        self._commit(self._outcome_path(job_id, task_id), payload_to_bytes(encode_outcome(outcome)))
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def job_ids(self) -> list[str]:
+        """Ids of the durable jobs in the store, oldest first by id."""
+        folder = f"{self.root}/jobs"
+        if not self.fs.exists(folder):
+            return []
+        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(folder, detail=False))
+
+    def load_manifest(self, job_id: str) -> JobManifest:
+        """The manifest of ``job_id``."""
+        path = f"{self._job_dir(job_id)}/manifest.json"
+        try:
+            text = self.fs.cat_file(path).decode()
+        except FileNotFoundError:
+            known = self.job_ids()
+            hint = f"; jobs here: {', '.join(known[-5:])}" if known else "; there are none"
+            raise JobNotFoundError(
+                f"no durable job {job_id!r} in {self!r}{hint}. Jobs are kept only by sessions "
+                "with durable jobs on (azhpc.connect(..., durable=True))."
+            ) from None
+        return JobManifest.from_json(text)
+
+    def load_payload(self, digest: str) -> Payload:
+        """A stored payload, checked against its content hash."""
+        data = self.fs.cat_file(self._payload_path(digest))
+        payload = payload_from_bytes(data, what=f"payload {digest[:12]}")
+        if payload.digest() != digest:
+            raise AzhpcError(
+                f"payload {digest[:12]}... in {self!r} does not match its content hash: it was "
+                "changed or damaged after it was written; run the job again"
+            )
+        return payload
+
+    def finished_outcomes(self, job_id: str) -> dict[str, TaskOutcome]:
+        """The outcomes stored so far for ``job_id``, by task id."""
+        folder = f"{self._job_dir(job_id)}/outcomes"
+        if not self.fs.exists(folder):
+            return {}
+        found = {}
+        for path in self.fs.ls(folder, detail=False):
+            name = path.rstrip("/").rsplit("/", 1)[-1]
+            if name.startswith("."):
+                continue  # a write in progress
+            data = self.fs.cat_file(path)
+            found[name] = decode(payload_from_bytes(data, what=f"outcome {name} of {job_id}"))
+        return found
+
+    def rebuild(
+        self, manifest: JobManifest, task_ids: set[str]
+    ) -> tuple[JobSpec, Callable[[list[Any]], Any]]:
+        """The spec of ``manifest`` with only ``task_ids`` runnable, and its gather function."""
+        tasks = tuple(
+            TaskSpec(task_id, index, self.load_payload(digest))
+            for task_id, index, digest in manifest.tasks
+            if task_id in task_ids
+        )
+        spec = JobSpec(
+            job_id=manifest.job_id,
+            name=manifest.name,
+            function=self.load_payload(manifest.function),
+            tasks=tasks,
+            retries=manifest.retries,
+            shared=None if manifest.shared is None else self.load_payload(manifest.shared),
+        )
+        return spec, decode(self.load_payload(manifest.gather))
+
+
+class PersistingEvents:
+    """Passes a backend's task events on to a job, storing each finished outcome first."""
+
+    def __init__(self, job: JobEvents, store: JobStore, job_id: str) -> None:
+        self._job = job
+        self._store = store
+        self._job_id = job_id
+
+    def task_running(self, task_id: str, *, node: str) -> None:
+        self._job.task_running(task_id, node=node)
+
+    def task_retrying(self, task_id: str, *, error: RemoteError, requeue: bool = False) -> None:
+        self._job.task_retrying(task_id, error=error, requeue=requeue)
+
+    def task_completed(self, task_id: str, outcome: TaskOutcome, *, attempts: int = 1) -> None:
+        if outcome.ok:
+            # Only successes are kept: attach() runs a failed task again.
+            try:
+                self._store.save_outcome(self._job_id, task_id, outcome)
+            except Exception as exc:  # the result is still good here; only durability is lost
+                # The exception's text may hold a storage URL with a SAS token: not shown.
+                logger.warning(
+                    "could not store the outcome of %s of job %s in the lake (%s); "
+                    "attach() would run that task again",
+                    task_id,
+                    self._job_id,
+                    type(exc).__name__,
+                )
+        self._job.task_completed(task_id, outcome, attempts=attempts)
