@@ -12,6 +12,10 @@ The manifest is written after every payload it names, and each outcome is commit
 only show once it is complete), so a reader never sees half a job or half a result. That is
 what lets :func:`azhpc.attach` rebuild a job in a fresh process: it gathers the outcomes that
 exist and runs only the tasks that have none.
+
+The manifest and the outcomes are sealed with the job's own key, which stays on this machine
+(:mod:`azhpc.core.signing`); payloads are checked against the hashes the sealed manifest
+names. Nothing read back from the lake is unpickled before it passes those checks.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from azhpc.core.outcome import TaskOutcome
 from azhpc.core.payload import Payload, decode, encode, payload_from_bytes, payload_to_bytes
+from azhpc.core.signing import KeyRing, check_mac_hex, mac_hex, seal, unseal
 from azhpc.core.spec import JobSpec, TaskSpec
 from azhpc.core.worker import encode_outcome
 from azhpc.errors import AzhpcError
@@ -63,29 +68,33 @@ class JobManifest:
     azhpc_version: str
     python: str
 
-    def to_json(self) -> str:
-        """The manifest as JSON text."""
-        return json.dumps(
-            {
-                "version": MANIFEST_VERSION,
-                "job_id": self.job_id,
-                "name": self.name,
-                "created": self.created,
-                "function": self.function,
-                "gather": self.gather,
-                "shared": self.shared,
-                "retries": self.retries,
-                "tasks": [list(t) for t in self.tasks],
-                "azhpc_version": self.azhpc_version,
-                "python": self.python,
-            },
-            indent=1,
-        )
+    def to_json(self, key: bytes) -> str:
+        """The manifest as JSON text, with its HMAC under the job's ``key``."""
+        body = self._body()
+        return json.dumps({**body, "mac": mac_hex(key, _canonical(body))}, indent=1)
+
+    def _body(self) -> dict[str, Any]:
+        return {
+            "version": MANIFEST_VERSION,
+            "job_id": self.job_id,
+            "name": self.name,
+            "created": self.created,
+            "function": self.function,
+            "gather": self.gather,
+            "shared": self.shared,
+            "retries": self.retries,
+            "tasks": [list(t) for t in self.tasks],
+            "azhpc_version": self.azhpc_version,
+            "python": self.python,
+        }
 
     @classmethod
-    def from_json(cls, text: str) -> JobManifest:
-        """Read a manifest written by :meth:`to_json`."""
+    def from_json(cls, text: str, keys: KeyRing) -> JobManifest:
+        """Read a manifest written by :meth:`to_json`, checking its HMAC."""
         raw = json.loads(text)
+        mac = raw.pop("mac", "")
+        job_id = str(raw.get("job_id"))
+        check_mac_hex(keys.key(job_id), _canonical(raw), mac, what=f"the manifest of {job_id}")
         if raw.get("version") != MANIFEST_VERSION:
             raise AzhpcError(
                 f"job manifest version {raw.get('version')!r} is not one this azhpc reads "
@@ -106,6 +115,10 @@ class JobManifest:
         )
 
 
+def _canonical(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
 class JobStore:
     """Durable jobs under ``root`` on the fsspec filesystem ``fs``.
 
@@ -115,10 +128,13 @@ class JobStore:
         Any fsspec filesystem (a local folder, adlfs on Azurite or ADLS, ...).
     root
         The folder for azhpc's jobs and payloads on ``fs``.
+    keys
+        Where the per-job keys are kept on this machine (default: :class:`KeyRing`).
     """
 
-    def __init__(self, fs: Any, root: str) -> None:
+    def __init__(self, fs: Any, root: str, *, keys: KeyRing | None = None) -> None:
         self.fs = fs
+        self.keys = keys or KeyRing()
         self.root = root.rstrip("/")
         protocols = fs.protocol if isinstance(fs.protocol, tuple | list) else (fs.protocol,)
         self._object_store = bool(_OBJECT_STORES & set(protocols))
@@ -175,12 +191,14 @@ class JobStore:
             azhpc_version=azhpc.__version__,
             python=".".join(map(str, sys.version_info[:3])),
         )
-        self._commit(f"{self._job_dir(spec.job_id)}/manifest.json", manifest.to_json().encode())
+        key = self.keys.new_key(spec.job_id)
+        self._commit(f"{self._job_dir(spec.job_id)}/manifest.json", manifest.to_json(key).encode())
         return manifest
 
     def save_outcome(self, job_id: str, task_id: str, outcome: TaskOutcome) -> None:
-        """Store a finished task's outcome, whole or not at all."""
-        self._commit(self._outcome_path(job_id, task_id), payload_to_bytes(encode_outcome(outcome)))
+        """Store a finished task's outcome, sealed with the job's key, whole or not at all."""
+        data = payload_to_bytes(encode_outcome(outcome))
+        self._commit(self._outcome_path(job_id, task_id), seal(self.keys.key(job_id), data))
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -203,7 +221,7 @@ class JobStore:
                 f"no durable job {job_id!r} in {self!r}{hint}. Jobs are kept only by sessions "
                 "with durable jobs on (azhpc.connect(..., durable=True))."
             ) from None
-        return JobManifest.from_json(text)
+        return JobManifest.from_json(text, self.keys)
 
     def load_payload(self, digest: str) -> Payload:
         """A stored payload, checked against its content hash."""
@@ -221,13 +239,15 @@ class JobStore:
         folder = f"{self._job_dir(job_id)}/outcomes"
         if not self.fs.exists(folder):
             return {}
+        key = self.keys.key(job_id)
         found = {}
         for path in self.fs.ls(folder, detail=False):
             name = path.rstrip("/").rsplit("/", 1)[-1]
             if name.startswith("."):
                 continue  # a write in progress
-            data = self.fs.cat_file(path)
-            found[name] = decode(payload_from_bytes(data, what=f"outcome {name} of {job_id}"))
+            what = f"the outcome of {name} of {job_id}"
+            data = unseal(key, self.fs.cat_file(path), what=what)
+            found[name] = decode(payload_from_bytes(data, what=what))
         return found
 
     def rebuild(

@@ -14,6 +14,12 @@ import azhpc
 BACKENDS = ("local", "debug")
 
 
+@pytest.fixture(autouse=True)
+def private_key_ring(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Durable jobs' keys go to a temporary key ring, never to the user's ~/.azhpc."""
+    monkeypatch.setenv("AZHPC_KEY_DIR", str(tmp_path_factory.mktemp("keys")))
+
+
 @pytest.fixture(params=BACKENDS)
 def session(request: pytest.FixtureRequest) -> Iterator[azhpc.Session]:
     """A session on each backend (2 local workers), closed after the test."""

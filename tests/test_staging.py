@@ -15,6 +15,7 @@ import pytest
 import azhpc
 from azhpc.backends.local import LocalBackend
 from azhpc.core.payload import encode
+from azhpc.core.signing import IntegrityError, KeyRing
 from azhpc.session import Session
 from azhpc.staging import JobNotFoundError, JobStore
 from tests.conftest import wait_until
@@ -176,3 +177,51 @@ def test_attach_after_the_client_was_killed_runs_only_unfinished_tasks(tmp_path)
     after = executions(tmp_path)
     assert all(after[x] == 1 for x in range(4)), "finished tasks must not run again"
     assert all(after[x] == done_before.get(x, 0) + 1 for x in range(4, 8))
+
+
+def _finished_job(tmp_path, store):
+    with Session("local", LocalBackend(workers=1), progress=False, store=store) as session:
+        job = session.submit_map(lambda x: -x, range(3), chunksize=1)
+        job.result(timeout=60)
+    return job.job_id
+
+
+def test_tampered_outcome_is_never_unpickled(tmp_path):
+    store = make_store(tmp_path / "lake")
+    job_id = _finished_job(tmp_path, store)
+    path = tmp_path / "lake" / "jobs" / job_id / "outcomes" / "task-00001"
+    forged = make_store(tmp_path / "other")  # a well-formed outcome, sealed with another key
+    other_id = _finished_job(tmp_path, forged)
+    path.write_bytes(
+        (tmp_path / "other" / "jobs" / other_id / "outcomes" / "task-00001").read_bytes()
+    )
+    with pytest.raises(IntegrityError, match="outcome of task-00001"):
+        store.finished_outcomes(job_id)
+
+
+def test_tampered_manifest_is_refused(tmp_path):
+    store = make_store(tmp_path)
+    job_id = _finished_job(tmp_path, store)
+    path = tmp_path / "jobs" / job_id / "manifest.json"
+    path.write_text(path.read_text().replace('"retries": 0', '"retries": 5'))
+    with pytest.raises(IntegrityError, match="manifest"):
+        store.load_manifest(job_id)
+
+
+def test_attach_without_the_jobs_key_says_where_the_key_is(tmp_path, monkeypatch):
+    store = make_store(tmp_path)
+    job_id = _finished_job(tmp_path, store)
+    elsewhere = JobStore(store.fs, store.root, keys=KeyRing(tmp_path / "no-keys"))
+    with pytest.raises(IntegrityError, match="copy .*" + job_id):
+        elsewhere.load_manifest(job_id)
+
+
+def test_job_keys_are_readable_by_their_owner_only(tmp_path):
+    import stat
+
+    store = make_store(tmp_path)
+    job_id = _finished_job(tmp_path, store)
+    key_file = store.keys.folder / job_id
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert len(key_file.read_bytes()) == 32
+    assert job_id in repr(store.keys) or str(store.keys.folder) in repr(store.keys)
