@@ -155,11 +155,10 @@ def payload_to_bytes(payload: Payload) -> bytes:
     return bytes(out)
 
 
-def payload_from_bytes(data: bytes | bytearray | memoryview, *, what: str = "payload") -> Payload:
-    """Rebuild a payload from :func:`payload_to_bytes` output; its buffers are writable."""
+def _parse_payload(view: memoryview, what: str) -> Payload:
+    """Read the payload layout from ``view``; buffers are views of it, not copies."""
     import struct
 
-    view = memoryview(bytearray(data))
     if bytes(view[: len(MAGIC)]) != MAGIC:
         raise SerializationError(f"{what} is not an azhpc payload (it may be damaged)")
     pos = len(MAGIC)
@@ -173,6 +172,11 @@ def payload_from_bytes(data: bytes | bytearray | memoryview, *, what: str = "pay
     return Payload(bytes(view[pos : pos + data_len]), tuple(view[o : o + n] for o, n in layout))
 
 
+def payload_from_bytes(data: bytes | bytearray | memoryview, *, what: str = "payload") -> Payload:
+    """Rebuild a payload from :func:`payload_to_bytes` output; its buffers are writable."""
+    return _parse_payload(memoryview(bytearray(data)), what)
+
+
 def read_payload_file(path: str) -> Payload:
     """Map a payload file written by :func:`write_payload_file`.
 
@@ -181,21 +185,10 @@ def read_payload_file(path: str) -> Payload:
     object built from it, so the file may be deleted as soon as this returns.
     """
     import mmap
-    import struct
 
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size == 0:
             raise SerializationError(f"payload file {path} is empty (it was not written whole)")
         mapped = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
-    view = memoryview(mapped)
-    if bytes(view[: len(MAGIC)]) != MAGIC:
-        raise SerializationError(f"{path} is not an azhpc payload file")
-    pos = len(MAGIC)
-    data_len, count = struct.unpack_from("<QQ", view, pos)
-    pos += 16
-    layout = [struct.unpack_from("<QQ", view, pos + 16 * i) for i in range(count)]
-    pos += 16 * count
-    data = bytes(view[pos : pos + data_len])
-    buffers = tuple(view[off : off + n] for off, n in layout)
-    return Payload(data, buffers)
+    return _parse_payload(memoryview(mapped), f"payload file {path}")
