@@ -19,7 +19,84 @@ def _parser() -> argparse.ArgumentParser:
     )
     quick.add_argument("--workers", type=int, default=None, help="worker processes")
     quick.add_argument("--rows", type=int, default=1_000_000, help="rows in the demo frame")
+    usql = commands.add_parser("usql", help="run U-SQL scripts (Azure Data Lake Analytics)")
+    usql_commands = usql.add_subparsers(dest="usql_command")
+    usql_run = usql_commands.add_parser(
+        "run",
+        help="run a U-SQL script on the local profile",
+        description="Run a U-SQL script. Paths in the script are lake paths; on the local "
+        "profile they resolve under --lake-root. Exit code 0 on success; on failure the first "
+        "line on stderr is SCRIPT:LINE:COL: CODE: message.",
+    )
+    usql_run.add_argument("script", metavar="SCRIPT", help="the .usql file")
+    usql_run.add_argument(
+        "--lake-root",
+        metavar="DIR",
+        default=None,
+        help="the folder lake paths resolve under (default: $AZHPC_LAKE_ROOT or ~/.azhpc/lake)",
+    )
+    usql_run.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a job parameter (repeatable); VALUE is a U-SQL literal or else text",
+    )
+    usql_run.add_argument(
+        "--parallelism",
+        type=int,
+        default=1,
+        metavar="N",
+        help="REDUCE groups run as N tasks on N local workers (ADLA's AUs; default 1)",
+    )
     return parser
+
+
+def _usql_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from azhpc.usql import LocalLake, UsqlError, run
+    from azhpc.usql.lake import default_lake_root
+    from azhpc.usql.params import parse_params
+
+    if args.parallelism < 1:
+        print("azhpc usql run: --parallelism takes a whole number >= 1", file=sys.stderr)
+        return 2
+    try:
+        text = Path(args.script).read_text(encoding="utf-8-sig")
+    except OSError as error:
+        print(f"{args.script}:0:0: E_AZHPC_USQL_SCRIPT: cannot read: {error}", file=sys.stderr)
+        return 2
+    try:
+        params = parse_params(args.param, text)
+    except ValueError as error:
+        print(f"azhpc usql run: {error}", file=sys.stderr)
+        return 2
+    lake = LocalLake(args.lake_root or default_lake_root())
+    session = None
+    try:
+        if args.parallelism > 1:
+            import azhpc
+
+            session = azhpc.connect(workers=args.parallelism, progress=False)
+        job = run(
+            text,
+            params=params,
+            parallelism=args.parallelism,
+            pool=session,
+            name=args.script,
+            lake=lake,
+        )
+    except UsqlError as error:
+        print(str(error), file=sys.stderr)
+        return 1
+    finally:
+        if session is not None:
+            session.close()
+    for path, rows in job.outputs.items():
+        print(f"{path}\t{rows} rows\t{lake.real(path)}")
+    print(f"{job.state.value}/{job.outcome.value} in {job.progress.elapsed:.2f} s")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         except AzhpcError as error:
             print(f"azhpc: {error}", file=sys.stderr)
             return 1
+    if args.command == "usql":
+        if args.usql_command == "run":
+            return _usql_run(args)
+        _parser().parse_args(["usql", "--help"])
     _parser().print_help()
     return 2
 

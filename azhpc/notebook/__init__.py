@@ -1,4 +1,4 @@
-"""The notebook layer: ``%%azrun``/``%azrun`` magics and the progress widget.
+"""The notebook layer: ``%%azrun``/``%azrun`` and ``%%usql`` magics and the progress widget.
 
 ``%load_ext azhpc`` (or ``%load_ext azhpc.notebook``) registers the magics on the shell. The
 API they call, :mod:`azhpc.notebook.azrun`, works without IPython; IPython and ipywidgets are
@@ -14,7 +14,7 @@ __all__ = ["load_ipython_extension"]
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """Register the ``%%azrun`` and ``%azrun`` magics on ``ipython`` (one instance per shell).
+    """Register ``%%azrun``, ``%azrun`` and ``%%usql`` on ``ipython`` (one instance per shell).
 
     Parameters
     ----------
@@ -22,5 +22,7 @@ def load_ipython_extension(ipython: Any) -> None:
         The running ``InteractiveShell``.
     """
     from azhpc.notebook.magics import AzrunMagics
+    from azhpc.notebook.usql_magic import UsqlMagics
 
     ipython.register_magics(AzrunMagics(ipython))
+    ipython.register_magics(UsqlMagics(ipython))

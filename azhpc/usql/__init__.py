@@ -4,6 +4,9 @@ The engine is a pipeline, one module per stage: :mod:`~azhpc.usql.tokens` (text 
 with positions), :mod:`~azhpc.usql.parser` (tokens to the :mod:`~azhpc.usql.nodes` tree),
 :mod:`~azhpc.usql.binder` (names, C# types, checks), :mod:`~azhpc.usql.planner` (a DAG of
 steps) and :mod:`~azhpc.usql.executor` (DuckDB, vectorised; Python reducers per group).
+:func:`run` and :func:`submit` run a script as a :class:`UsqlJob` on a session (ADLA's job
+states, REDUCE groups scattered over the pool, paths in the session's lake);
+:mod:`~azhpc.usql.session_jobs` has the details.
 
 >>> import azhpc.usql as usql
 >>> compiled = usql.compile('@r = SELECT * FROM (VALUES (1)) AS T(a); OUTPUT @r TO "/o.csv" '
@@ -25,7 +28,8 @@ from typing import TYPE_CHECKING
 
 from azhpc.usql.errors import ErrorCode, UsqlError
 from azhpc.usql.jobs import JobResult, JobState, StageEvent, StageProgress
-from azhpc.usql.lake import LakeFileSystem, LocalLake
+from azhpc.usql.lake import LakeFileSystem, LocalLake, install_samples, resolve_lake
+from azhpc.usql.session_jobs import StageStatus, UsqlJob, UsqlProgress, run, submit
 
 if TYPE_CHECKING:
     from azhpc.usql.bound import BoundScript
@@ -43,10 +47,17 @@ __all__ = [
     "LocalLake",
     "StageEvent",
     "StageProgress",
+    "StageStatus",
     "UsqlError",
+    "UsqlJob",
+    "UsqlProgress",
     "compile",
     "execute",
+    "install_samples",
+    "resolve_lake",
+    "run",
     "run_local",
+    "submit",
 ]
 
 

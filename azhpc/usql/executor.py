@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from azhpc.usql import bound as b
 from azhpc.usql.errors import ErrorCode, Span, UsqlError
-from azhpc.usql.extract import EXTRACT_MARK, diagnose, extract_sql, list_files
+from azhpc.usql.extract import EXTRACT_MARK, diagnose, extract_sql, list_files, virtual_value
 from azhpc.usql.jobs import StageEvent, StageProgress
 from azhpc.usql.lake import LakeFileSystem
 from azhpc.usql.output import output_sql, write_batches
@@ -84,6 +84,9 @@ class _Run:
         self.files: dict[str, tuple[b.BoundExtract, list]] = {}
         self.pending: list[tuple[str, str]] = []
         self.producers = {s.relation: s for s in plan.steps if s.relation}
+        opened = getattr(progress, "connection_opened", None)
+        if opened is not None:  # lets a job interrupt a running query when it is cancelled
+            opened(self.con)
 
     def error(self, code: ErrorCode, message: str, span: Span | None, **extra) -> UsqlError:
         return UsqlError(
@@ -141,6 +144,8 @@ class _Run:
                 raise self.error(
                     ErrorCode.FILE_NOT_FOUND, f"input file '{files}' does not exist", step.span
                 )
+            if step.file_filter is not None:
+                files = self.eliminate(extract, files, step.file_filter)
             self.files[step.relation] = (extract, files)
             sql = extract_sql(extract, files, self.lake, self.scratch)
             self.con.execute(f"CREATE VIEW {step.relation} AS {sql}")
@@ -162,6 +167,26 @@ class _Run:
             time.perf_counter() - started,
             groups,
         )
+
+    def eliminate(self, extract: b.BoundExtract, files: list, predicate: str) -> list:
+        """The files of a file set for which ``predicate`` (on virtual columns) holds."""
+        if not files:
+            return files
+        columns = extract.schema.columns
+        rows = []
+        for n, matched in enumerate(files):
+            cells = [str(n)]
+            for i, column in enumerate(columns):
+                value = matched.values.get(column.name) if i not in extract.data_columns else None
+                cells.append(virtual_value(value, column.type))
+            rows.append("(" + ", ".join(cells) + ")")
+        names = ", ".join(["n", *(f"c{i}" for i in range(len(columns)))])
+        sql = f"SELECT n FROM (VALUES {', '.join(rows)}) AS t0({names}) WHERE {predicate}"
+        try:
+            keep = {row[0] for row in self.con.execute(sql).fetchall()}
+        except Exception:  # a predicate that fails on path values is left to the query
+            return files
+        return [matched for n, matched in enumerate(files) if n in keep]
 
     def write(self, step: Step) -> int:
         output = step.payload

@@ -29,7 +29,14 @@ from azhpc.usql.lake import LakeFileSystem, local_path
 from azhpc.usql.sqlgen import literal_sql, quote
 from azhpc.usql.types import DATETIME_FORMATS, Kind, UType, parse_csharp_datetime
 
-__all__ = ["EXTRACT_MARK", "ExtractFailure", "diagnose", "extract_sql", "list_files"]
+__all__ = [
+    "EXTRACT_MARK",
+    "ExtractFailure",
+    "diagnose",
+    "extract_sql",
+    "list_files",
+    "virtual_value",
+]
 
 #: Prefix of the messages the extract view raises for a bad value.
 EXTRACT_MARK = "AZHPC_USQL_EXTRACT"
@@ -143,7 +150,7 @@ def extract_sql(
             cells = [quote(path)]
             for i in virtual:
                 column = schema.columns[i]
-                cells.append(_virtual_value(matched.values.get(column.name), column.type))
+                cells.append(virtual_value(matched.values.get(column.name), column.type))
             rows.append("(" + ", ".join(cells) + ")")
         names = ", ".join(["fname", *(f"v{i}" for i in virtual)])
         source += f" JOIN (VALUES {', '.join(rows)}) AS f({names}) ON r.filename = f.fname"
@@ -176,7 +183,8 @@ def extract_sql(
     return sql
 
 
-def _virtual_value(value: object, utype: UType) -> str:
+def virtual_value(value: object, utype: UType) -> str:
+    """SQL for the value of a virtual column (``NULL`` of the type when ``value`` is None)."""
     if value is None:
         return f"CAST(NULL AS {utype.duckdb})"
     if utype.kind is Kind.STRING:

@@ -12,9 +12,24 @@ import glob as _glob
 import os
 import shutil
 from pathlib import Path
-from typing import IO, Protocol, runtime_checkable
+from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-__all__ = ["LakeFileSystem", "LocalLake", "local_path"]
+if TYPE_CHECKING:
+    from azhpc.session import Session
+
+__all__ = [
+    "SAMPLES",
+    "FsspecLake",
+    "LakeFileSystem",
+    "LocalLake",
+    "default_lake_root",
+    "install_samples",
+    "local_path",
+    "resolve_lake",
+]
+
+#: The sample files shipped with azhpc (ADLA's ``/Samples/Data``).
+SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "usql"
 
 
 @runtime_checkable
@@ -111,3 +126,109 @@ def local_path(lake: LakeFileSystem, path: str, scratch: str) -> str:
     with lake.open(path, "rb") as source, open(target, "wb") as sink:
         shutil.copyfileobj(source, sink)
     return target
+
+
+def default_lake_root() -> str:
+    """The local profile's lake folder: ``$AZHPC_LAKE_ROOT`` or ``~/.azhpc/lake``."""
+    root = os.environ.get("AZHPC_LAKE_ROOT")
+    if not root:
+        try:
+            from azhpc.config import DEFAULT_LAKE_ROOT as root
+        except ImportError:  # pragma: no cover - config is optional in older installs
+            root = "~/.azhpc/lake"
+    return str(Path(root).expanduser())
+
+
+class FsspecLake:
+    """A session :class:`~azhpc.lake.Lake` (Azurite, ADLS) seen as a :class:`LakeFileSystem`."""
+
+    def __init__(self, lake: Any) -> None:
+        self.lake = lake
+        self.fs = lake.filesystem()
+
+    def __repr__(self) -> str:
+        return f"FsspecLake({self.lake!r})"
+
+    def _lake_path(self, fs_path: str) -> str:
+        prefix = self.lake.fs_path("/").rstrip("/")
+        name = fs_path[len(prefix) :] if prefix and fs_path.startswith(prefix) else fs_path
+        return "/" + name.lstrip("/")
+
+    def open(self, path: str, mode: str = "rb") -> Any:
+        return self.fs.open(self.lake.fs_path(path), mode)
+
+    def glob(self, pattern: str) -> list[str]:
+        found = self.fs.glob(self.lake.fs_path(pattern))
+        return sorted(self._lake_path(p) for p in found if self.fs.isfile(p))
+
+    def exists(self, path: str) -> bool:
+        return bool(self.fs.isfile(self.lake.fs_path(path)))
+
+    def mv(self, source: str, destination: str) -> None:
+        target = self.lake.fs_path(destination)
+        if self.fs.exists(target):
+            self.fs.rm(target)
+        self.fs.mv(self.lake.fs_path(source), target)
+
+    def rm(self, path: str) -> None:
+        target = self.lake.fs_path(path)
+        if self.fs.exists(target):
+            self.fs.rm(target)
+
+
+def resolve_lake(session: Session | None = None) -> LakeFileSystem:
+    """The lake U-SQL paths resolve in for ``session``.
+
+    A session whose profile has a local lake folder gives a :class:`LocalLake` on that folder;
+    an Azurite/ADLS lake is used through its fsspec filesystem. A session without a lake (or
+    no session) falls back to ``LocalLake(default_lake_root())``.
+    """
+    lake = getattr(session, "lake", None)
+    if lake is None:
+        return LocalLake(default_lake_root())
+    if isinstance(lake, LakeFileSystem) and not hasattr(lake, "filesystem"):
+        return lake
+    if getattr(lake, "is_local", False):
+        return LocalLake(lake.root)
+    if hasattr(lake, "filesystem") and hasattr(lake, "fs_path"):
+        return FsspecLake(lake)
+    return LocalLake(default_lake_root())
+
+
+def install_samples(
+    lake: LakeFileSystem | str | os.PathLike[str] | None = None,
+    *,
+    pool: Session | None = None,
+    target: str = "/Samples/Data",
+) -> list[str]:
+    """Copy azhpc's U-SQL sample files into a lake under ``/Samples/Data`` (ADLA's layout).
+
+    Parameters
+    ----------
+    lake : LakeFileSystem, str or Path, optional
+        The lake (a folder means ``LocalLake(folder)``); default: the session's lake.
+    pool : Session, optional
+        The session whose lake to use when ``lake`` is not given (default: the default one).
+    target : str
+        The lake folder to copy into.
+
+    Returns
+    -------
+    list of str
+        The lake paths written (``/Samples/Data/SearchLog.tsv``, ``/Samples/Data/Tweets/...``).
+    """
+    if lake is None:
+        from azhpc.session import current_session
+
+        lake = resolve_lake(current_session(pool))
+    elif isinstance(lake, (str, os.PathLike)):
+        lake = LocalLake(lake)
+    written = []
+    for source in sorted(SAMPLES.rglob("*")):
+        if not source.is_file():
+            continue
+        path = f"{target.rstrip('/')}/{source.relative_to(SAMPLES).as_posix()}"
+        with open(source, "rb") as reader, lake.open(path, "wb") as sink:
+            sink.write(reader.read())
+        written.append(path)
+    return written

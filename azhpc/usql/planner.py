@@ -7,12 +7,14 @@ OUTPUT needs are dropped, as ADLA did, unless the caller asks to keep them.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from azhpc.usql import bound as b
 from azhpc.usql.errors import Span
+from azhpc.usql.prune import file_filters
 from azhpc.usql.sqlgen import SqlGen
 
 __all__ = ["Plan", "Step", "StepKind", "plan"]
@@ -32,7 +34,9 @@ class Step:
     """One node of the plan.
 
     ``relation`` is the DuckDB relation the step defines (``None`` for outputs); ``inputs`` the
-    relations it reads; ``sql`` the SELECT of a query step; ``payload`` the bound statement.
+    relations it reads; ``sql`` the SELECT of a query step; ``payload`` the bound statement;
+    ``file_filter`` (extract steps over a file set) the predicate on virtual columns that
+    decides which files are read (:mod:`~azhpc.usql.prune`).
     """
 
     id: int
@@ -44,6 +48,7 @@ class Step:
     sql: str | None = None
     payload: b.BoundExtract | b.BoundReduce | b.BoundOutput | None = None
     span: Span | None = None
+    file_filter: str | None = None
 
     def __str__(self) -> str:
         reads = f" <- {', '.join(self.inputs)}" if self.inputs else ""
@@ -155,4 +160,6 @@ def plan(bound: b.BoundScript, keep: Iterable[str] = ()) -> Plan:
                 )
             )
     rowsets = {name: rel for name, rel in latest.items() if rel in needed}
+    filters = file_filters(bound, keep_names)
+    steps = [dataclasses.replace(s, file_filter=filters.get(s.relation or "")) for s in steps]
     return Plan(bound.name, bound.source, tuple(steps), rowsets)

@@ -2,13 +2,17 @@
 
 Grouping is vectorised: the rowset is sorted by the ON columns (then PRESORT) in DuckDB, group
 boundaries come from ``pandas.factorize`` codes, and each group is a slice with a fresh
-0..n-1 index (as ADLA's Python extension documents). Results are checked against PRODUCE and
-cast to its types in DuckDB.
+0..n-1 index (as ADLA's Python extension documents). The groups reach ``run_groups`` as a
+:class:`Groups` sequence: it indexes and iterates like a list of DataFrames, and also exposes
+the sorted frame and the group bounds, so a runner that ships groups to other processes can
+cut the frame into contiguous row ranges instead of pickling a thousand small frames. Results
+are checked against PRODUCE once, on their concatenation, and cast to its types in DuckDB.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 import pandas as pd
@@ -20,10 +24,61 @@ from azhpc.usql.types import Kind
 if TYPE_CHECKING:
     import duckdb
 
-__all__ = ["group_frames", "run_reduce"]
+__all__ = ["Groups", "group_frames", "run_reduce"]
 
 
-def group_frames(con: duckdb.DuckDBPyConnection, reduce: b.BoundReduce) -> list[pd.DataFrame]:
+class Groups(Sequence[pd.DataFrame]):
+    """The groups of a REDUCE: rows ``starts[i]:ends[i]`` of one sorted frame.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        The input rowset sorted by the ON (and PRESORT) columns, user column names.
+    starts, ends : ndarray
+        Row bounds of each group.
+
+    Examples
+    --------
+    >>> g = Groups(pd.DataFrame({"k": [1, 1, 2]}), np.array([0, 2]), np.array([2, 3]))
+    >>> len(g), g[1].k.tolist(), g.rows
+    (2, [2], 3)
+    """
+
+    def __init__(self, frame: pd.DataFrame, starts: np.ndarray, ends: np.ndarray) -> None:
+        self.frame = frame
+        self.starts = np.asarray(starts, dtype=np.int64)
+        self.ends = np.asarray(ends, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    @overload
+    def __getitem__(self, index: int) -> pd.DataFrame: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[pd.DataFrame]: ...
+
+    def __getitem__(self, index: int | slice) -> pd.DataFrame | list[pd.DataFrame]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("group index out of range")
+        start, end = int(self.starts[index]), int(self.ends[index])
+        return self.frame.iloc[start:end].reset_index(drop=True)
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        for i in range(len(self)):
+            yield self[i]
+
+    @property
+    def rows(self) -> int:
+        """Rows in all groups."""
+        return int(self.ends[-1] - self.starts[0]) if len(self) else 0
+
+
+def group_frames(con: duckdb.DuckDBPyConnection, reduce: b.BoundReduce) -> Groups:
     """The input rowset as one DataFrame per group (user column names, sorted keys)."""
     names = reduce.input_schema.names
     order = []
@@ -33,12 +88,20 @@ def group_frames(con: duckdb.DuckDBPyConnection, reduce: b.BoundReduce) -> list[
     sql = f"SELECT * FROM {reduce.input}"
     if order:
         sql += " ORDER BY " + ", ".join(order)
-    frame = con.sql(sql).df()
+    relation = con.sql(sql)
+    kinds = {c.type.kind for c in reduce.input_schema.columns}
+    if kinds & {Kind.DECIMAL, Kind.BOOL} or not hasattr(relation, "to_arrow_table"):
+        frame = relation.df()
+    else:  # through Arrow: about twice as fast as .df() for string columns, same dtypes
+        frame = relation.to_arrow_table().to_pandas()
     frame.columns = names
+    empty = np.zeros(0, dtype=np.int64)
     if not reduce.keys:
-        return [frame] if len(frame) or reduce.keys is None else []
+        if len(frame) or reduce.keys is None:
+            return Groups(frame, np.array([0]), np.array([len(frame)]))
+        return Groups(frame, empty, empty)
     if frame.empty:
-        return []
+        return Groups(frame, empty, empty)
     change = np.zeros(len(frame), dtype=bool)
     change[0] = True
     for k in reduce.keys:
@@ -46,14 +109,10 @@ def group_frames(con: duckdb.DuckDBPyConnection, reduce: b.BoundReduce) -> list[
         change[1:] |= codes[1:] != codes[:-1]
     starts = np.flatnonzero(change)
     ends = np.append(starts[1:], len(frame))
-    return [
-        frame.iloc[start:end].reset_index(drop=True)
-        for start, end in zip(starts.tolist(), ends.tolist(), strict=True)
-    ]
+    return Groups(frame, starts, ends)
 
 
-def _prepare(result: pd.DataFrame, schema: b.Schema) -> pd.DataFrame:
-    frame = result.copy()
+def _prepare(frame: pd.DataFrame, schema: b.Schema) -> pd.DataFrame:
     for column in schema.columns:
         series = frame[column.name]
         if column.type.kind is Kind.STRING and series.dtype == object:
@@ -74,16 +133,19 @@ def run_reduce(
     con: duckdb.DuckDBPyConnection, reduce: b.BoundReduce, run_groups: RunGroups, relation: str
 ) -> tuple[int, int]:
     """Run a REDUCE and define ``relation`` as its result; returns (groups, rows)."""
-    frames = group_frames(con, reduce)
+    groups = group_frames(con, reduce)
     reducer = PythonReducer(
         reduce.script, reduce.script_file, reduce.script_line, tuple(reduce.schema.names)
     )
-    results = list(run_groups(reducer, frames)) if frames else []
+    results = [r for r in run_groups(reducer, groups) if len(r.columns)] if len(groups) else []
     schema = reduce.schema
-    if results:
-        combined = pd.concat([_prepare(r, schema) for r in results], ignore_index=True)
+    if len(results) > 1:
+        combined = pd.concat(results, ignore_index=True)
+    elif results:
+        combined = results[0].copy()
     else:
         combined = pd.DataFrame({c.name: pd.Series([], dtype=object) for c in schema.columns})
+    combined = _prepare(combined, schema)
     for column in schema.columns:
         if combined[column.name].isna().all():
             combined[column.name] = combined[column.name].astype(object)
@@ -94,4 +156,4 @@ def run_reduce(
     cols = ", ".join(f"CAST(c{i} AS {c.type.duckdb}) AS c{i}" for i, c in enumerate(schema.columns))
     con.execute(f"CREATE TEMP TABLE {relation} AS SELECT {cols} FROM {staged}")
     con.unregister(staged)
-    return len(frames), len(combined)
+    return len(groups), len(combined)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["PythonReducer", "ReducerFailure", "RunGroups", "run_groups_in_process"]
+__all__ = ["PythonReducer", "ReduceBatch", "ReducerFailure", "RunGroups", "run_groups_in_process"]
 
 #: The signature of the hook that runs the reducer over the groups.
 RunGroups = Callable[[Callable[["pd.DataFrame"], "pd.DataFrame"], list["pd.DataFrame"]], list]
@@ -123,7 +123,12 @@ class PythonReducer:
                 f"usqlml_main must return a pandas DataFrame, not {type(result).__name__}",
                 "",
             )
-        names = [str(c) for c in result.columns]
+        columns = list(result.columns)
+        if columns == list(self.produce) and result is not frame:
+            index = result.index
+            if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
+                return result  # already in PRODUCE order with a fresh index: no copy
+        names = [str(c) for c in columns]
         if sorted(names) != sorted(self.produce) or len(set(names)) != len(names):
             raise ReducerFailure(
                 "produce",
@@ -158,3 +163,28 @@ def _format(exc: BaseException) -> str:
     lines = ["Traceback (most recent call last):\n", *traceback.format_list(user)]
     lines += traceback.format_exception_only(type(exc), exc)
     return "".join(lines)
+
+
+@dataclass(frozen=True)
+class ReduceBatch:
+    """A task's share of a REDUCE: run ``reducer`` on a run of groups of one sorted frame.
+
+    Called as ``batch(frame, bounds)`` where ``frame`` is the sorted input (staged once for
+    the whole job) and ``bounds`` is ``(starts, ends)``: the rows of each group of this task.
+    Returns the concatenated results of the groups, in group order (one frame, so one
+    result travels back per task).
+    """
+
+    reducer: Callable[[pd.DataFrame], pd.DataFrame]
+
+    def __call__(self, frame: pd.DataFrame, bounds: tuple[Any, Any]) -> pd.DataFrame:
+        import pandas as pd
+
+        starts, ends = bounds
+        results = [
+            self.reducer(frame.iloc[int(start) : int(end)].reset_index(drop=True))
+            for start, end in zip(starts, ends, strict=True)
+        ]
+        if len(results) == 1:
+            return results[0]
+        return pd.concat(results, ignore_index=True)
