@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PROFILES", "Session", "connect", "current_session"]
 
-#: The profiles azhpc knows; only ``local`` runs in this version.
+#: The kinds of profile azhpc knows (see :mod:`azhpc.config`).
 PROFILES = ("local", "emulated", "azure")
 
 _default: Session | None = None
@@ -200,40 +200,73 @@ class Session:
 
 
 def connect(
-    profile: str = "local",
+    profile: str | None = None,
     *,
     workers: int | None = None,
-    slots: int = 1,
-    backend: str = "local",
+    slots: int | None = None,
+    backend: str | None = None,
     progress: bool | None = None,
     progress_after: float = 1.0,
+    lake_root: str | None = None,
+    account_name: str | None = None,
+    container: str | None = None,
+    account_key: str | None = None,
+    connection_string: str | None = None,
+    sas_token: str | None = None,
+    credential: Any = None,
     **unknown: Any,
 ) -> Session:
     """Open a session and make it the default one.
 
+    Settings not given here come from ``AZHPC_*`` environment variables, then the config file
+    (``AZHPC_CONFIG``, else ``~/.config/azhpc/config.toml``), then defaults; see
+    :func:`azhpc.config.resolve_settings` and ``docs/lake.md``.
+
     Parameters
     ----------
     profile
-        ``"local"`` (worker processes on this machine, the default).
+        ``"local"`` (worker processes here, the lake in a folder; the default),
+        ``"emulated"`` (the lake on Azurite, started on 127.0.0.1 and stopped when the
+        session closes; tasks still run in local worker processes until the Batch REST
+        emulator arrives), ``"azure"`` (the lake on ADLS Gen2 / Blob Storage), or the name of
+        a ``[profiles.NAME]`` table of the config file. Default: ``AZHPC_PROFILE``, else the
+        config file's ``default``, else ``"local"``.
     workers
-        Worker processes for the ``local`` profile; default: one per CPU core.
+        Worker processes of the local backend; default: one per CPU core.
     slots
         Tasks each worker runs at once; default 1.
     backend
         ``"local"`` (worker processes) or ``"debug"`` (every task in the calling thread,
-        so ``breakpoint()`` and pdb work inside tasks).
+        so ``breakpoint()`` and pdb work inside tasks). Default: the profile's own compute.
+        The ``azure`` profile's own compute, Azure Batch, arrives with the Batch backend; until
+        then ``connect("azure", backend="local")`` gives the Azure lake with local workers.
     progress, progress_after
         See :class:`Session`.
+    lake_root
+        ``local``: the lake's folder (default ``~/.azhpc/lake``).
+    account_name, container
+        ``azure``: storage account and container (``emulated``: container only); the
+        container defaults to ``"azhpc"``.
+    account_key, connection_string, sas_token, credential
+        ``azure``: how to authenticate; none of them means azure-identity's
+        ``DefaultAzureCredential``. Held as secrets: never shown in reprs, logs or errors.
 
     Returns
     -------
     Session
         The new default session; use it as a context manager to close it at block exit.
+        ``session.lake`` is its :class:`~azhpc.lake.Lake`.
 
     Raises
     ------
     ConfigError
-        Unknown profile, backend or keyword argument (the message lists the valid ones).
+        Unknown profile, backend, keyword argument or setting (the message lists the valid
+        ones), or compute the profile does not have yet.
+    azhpc.lake.LakeAuthError, azhpc.lake.LakeUnreachableError
+        ``emulated``/``azure``: the lake refused the credentials or could not be reached
+        (checked once at connect).
+    azhpc.emulator.AzuriteNotFoundError
+        ``emulated``: Azurite is not installed (``npm ci`` in the project, or ``./dev test``).
 
     Examples
     --------
@@ -242,36 +275,85 @@ def connect(
     ...     session.map(abs, [-1, -2, 3])
     [1, 2, 3]
     """
+    from azhpc import config
+
     if unknown:
+        defaults = config.Settings()
         params = inspect.signature(connect).parameters
         valid = ", ".join(
-            f"{name}={p.default!r}"
+            f"{name}={getattr(defaults, name, p.default)!r}"
             for name, p in params.items()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in config.SECRET_SETTINGS
         )
         raise ConfigError(
             f"connect() got unknown argument(s) {', '.join(sorted(unknown))}; "
-            f"valid ones (with defaults): profile='local', {valid}"
+            f"valid ones (with defaults): profile='local', {valid}, "
+            f"{', '.join(config.SECRET_SETTINGS)} (secrets, default None)"
         )
-    if profile not in PROFILES:
-        raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    if profile != "local":
-        raise ConfigError(
-            f"profile {profile!r} is not available in this version of azhpc; "
-            "use profile='local' (worker processes on this machine)"
-        )
+    settings = config.resolve_settings(
+        profile,
+        workers=workers,
+        slots=slots,
+        lake_root=lake_root,
+        account_name=account_name,
+        container=container,
+        account_key=account_key,
+        connection_string=connection_string,
+        sas_token=sas_token,
+        credential=credential,
+    )
+    if backend is None:
+        if settings.profile == "azure":
+            raise ConfigError(
+                f"Azure Batch compute for the azure profile {settings.name!r} is not available "
+                "in this version of azhpc; it arrives with the Batch backend. For the Azure "
+                "lake with tasks in local worker processes, use "
+                f"azhpc.connect({settings.name!r}, backend='local')"
+            )
+        backend = "local"  # local; emulated until the Batch REST emulator arrives
     from azhpc.backends import backend_class
 
     cls = backend_class(backend)
     if backend == "local":
-        instance = cls(workers=workers, slots=slots)
+        instance = cls(workers=settings.workers, slots=settings.slots)
     elif backend == "debug":
         instance = cls()
     else:
-        raise ConfigError(f"backend {backend!r} does not run on the {profile!r} profile")
-    session = Session(profile, instance, progress=progress, progress_after=progress_after)
+        raise ConfigError(f"backend {backend!r} does not run on the {settings.profile!r} profile")
+    try:
+        lake = _open_lake(settings)
+    except BaseException:
+        instance.close()
+        raise
+    session = Session(
+        settings.profile, instance, progress=progress, progress_after=progress_after, lake=lake
+    )
+    session.settings = settings
     _make_default(session)
     return session
+
+
+def _open_lake(settings: Any) -> Any:
+    """The profile's lake; ``emulated`` starts Azurite (owned by the lake) and its container."""
+    from azhpc.lake import Lake
+
+    if settings.profile == "local":
+        return Lake(settings)
+    emulator = None
+    if settings.profile == "emulated":
+        from azhpc.emulator import Azurite
+
+        emulator = Azurite().start()
+    lake = Lake(settings, emulator=emulator, owns_emulator=emulator is not None)
+    try:
+        if emulator is not None:
+            lake.ensure_container()
+        else:
+            lake.check()
+    except BaseException:
+        lake.close()
+        raise
+    return lake
 
 
 def _make_default(session: Session) -> None:

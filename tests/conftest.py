@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -14,10 +15,16 @@ import azhpc
 BACKENDS = ("local", "debug")
 
 
-@pytest.fixture(autouse=True)
-def private_key_ring(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
-    """Durable jobs' keys go to a temporary key ring, never to the user's ~/.azhpc."""
-    monkeypatch.setenv("AZHPC_KEY_DIR", str(tmp_path_factory.mktemp("keys")))
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep the test run away from the user's own azhpc state, process-wide (sessions opened by
+    module-scoped fixtures and subprocesses included): a private lake folder, key ring and no
+    config file."""
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="azhpc-tests-"))
+    os.environ["AZHPC_LAKE_ROOT"] = str(home / "lake")
+    os.environ["AZHPC_KEY_DIR"] = str(home / "keys")
+    os.environ["AZHPC_CONFIG"] = str(home / "no-config.toml")
 
 
 @pytest.fixture(params=BACKENDS)

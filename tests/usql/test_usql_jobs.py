@@ -13,6 +13,7 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 import azhpc
+import azhpc.lake
 import azhpc.usql as usql
 from azhpc.usql import ErrorCode, JobResult, JobState, LocalLake
 
@@ -178,14 +179,15 @@ OUTPUT @r TO "/o.csv" USING Outputters.Csv();
     assert not (lake / "o.csv").exists()
 
 
-def test_paths_resolve_in_the_session_lake(tmp_path: Path, monkeypatch, pool) -> None:
-    monkeypatch.setenv("AZHPC_LAKE_ROOT", str(tmp_path / "default"))
-    assert usql.resolve_lake(pool).root == (tmp_path / "default").resolve()
-    written = usql.install_samples()
-    assert "/Samples/Data/SearchLog.tsv" in written
-    assert "/Samples/Data/Tweets/saveenrTweets.csv" in written
-    job = usql.run(SIMPLE, pool=pool)
-    assert (tmp_path / "default" / "output" / "regions.csv").is_file()
+def test_paths_resolve_in_the_session_lake(tmp_path: Path) -> None:
+    with azhpc.connect(workers=2, progress=False, lake_root=str(tmp_path / "lake")) as session:
+        assert usql.resolve_lake(session).root == (tmp_path / "lake").resolve()
+        written = usql.install_samples(pool=session)
+        assert "/Samples/Data/SearchLog.tsv" in written
+        assert "/Samples/Data/Tweets/saveenrTweets.csv" in written
+        job = usql.run(SIMPLE, pool=session)
+        assert azhpc.lake.exists("/output/regions.csv")  # the session's own lake
+    assert (tmp_path / "lake" / "output" / "regions.csv").is_file()
     assert job.outputs["/output/regions.csv"] == 7
 
     class FolderLake:  # what a local-profile session.lake looks like

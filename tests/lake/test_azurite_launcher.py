@@ -1,0 +1,86 @@
+"""The Azurite launcher: starts, answers, stops with everything it started."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import process_exists, wait_until
+
+from azhpc.emulator import Azurite, AzuriteNotFoundError, find_azurite
+
+from .conftest import azurite_installed
+
+needs_azurite = pytest.mark.skipif(
+    not azurite_installed() and not os.environ.get("CI"),
+    reason="Azurite is not installed (run `npm ci` or ./dev test)",
+)
+
+
+def group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members.append(int(entry.name))
+    return members
+
+
+@needs_azurite
+def test_azurite_start_answers_and_stop_leaves_no_process():
+    azurite = Azurite()
+    with azurite:
+        assert azurite.running and azurite.port
+        assert azurite.blob_endpoint == f"http://127.0.0.1:{azurite.port}/devstoreaccount1"
+        members = group_members(azurite.pid)
+        assert len(members) >= 2  # the guard and node
+        connection = http.client.HTTPConnection("127.0.0.1", azurite.port, timeout=5)
+        connection.request("GET", "/devstoreaccount1?comp=list")
+        assert connection.getresponse().status in (200, 403)
+        connection.close()
+        assert "AccountKey=" not in repr(azurite)
+    assert not azurite.running
+    for pid in members:
+        wait_until(lambda pid=pid: not process_exists(pid), 10, f"pid {pid} to end")
+    azurite.stop()  # idempotent
+
+
+@needs_azurite
+def test_azurite_dies_with_its_owner_process():
+    code = (
+        "import json, sys; from azhpc.emulator import Azurite; a = Azurite().start(); "
+        "print(json.dumps([a.pid, a.port]), flush=True); sys.stdin.read()"
+    )
+    owner = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        pid, _port = json.loads(owner.stdout.readline())
+        members = group_members(pid)
+        assert members
+    finally:
+        os.kill(owner.pid, signal.SIGKILL)
+        owner.wait()
+    for member in members:
+        wait_until(lambda m=member: not process_exists(m), 15, f"Azurite pid {member} to end")
+
+
+def test_azurite_missing_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    with pytest.raises(AzuriteNotFoundError, match="npm ci") as info:
+        find_azurite(tmp_path / "no-azurite-here")
+    assert "./dev test" in str(info.value)
+    assert isinstance(info.value, FileNotFoundError)
+    monkeypatch.setenv("AZHPC_AZURITE", str(tmp_path / "nothing"))
+    with pytest.raises(AzuriteNotFoundError, match="AZHPC_AZURITE"):
+        Azurite().start()
