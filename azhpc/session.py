@@ -31,6 +31,9 @@ __all__ = ["PROFILES", "Session", "connect", "current_session"]
 #: The kinds of profile azhpc knows (see :mod:`azhpc.config`).
 PROFILES = ("local", "emulated", "azure")
 
+#: The lake folder where durable jobs are kept.
+JOBS_FOLDER = "/.azhpc"
+
 _default: Session | None = None
 _default_lock = threading.Lock()
 _open_sessions: weakref.WeakSet[Session] = weakref.WeakSet()
@@ -214,6 +217,7 @@ def connect(
     connection_string: str | None = None,
     sas_token: str | None = None,
     credential: Any = None,
+    durable: bool | None = None,
     **unknown: Any,
 ) -> Session:
     """Open a session and make it the default one.
@@ -250,6 +254,11 @@ def connect(
     account_key, connection_string, sas_token, credential
         ``azure``: how to authenticate; none of them means azure-identity's
         ``DefaultAzureCredential``. Held as secrets: never shown in reprs, logs or errors.
+    durable
+        Keep every job in the lake (``/.azhpc``: payloads, manifest, outcomes, sealed with a
+        key that stays on this machine), so that :func:`azhpc.attach` can gather it from
+        another process without running finished tasks again. Default: on for ``emulated``
+        and ``azure``, off for ``local`` (where it costs a write per task for little gain).
 
     Returns
     -------
@@ -325,8 +334,20 @@ def connect(
     except BaseException:
         instance.close()
         raise
+    if durable is None:
+        durable = settings.profile != "local"
+    store = None
+    if durable:
+        from azhpc.staging import JobStore
+
+        store = JobStore(lake.filesystem(), lake.fs_path(JOBS_FOLDER))
     session = Session(
-        settings.profile, instance, progress=progress, progress_after=progress_after, lake=lake
+        settings.profile,
+        instance,
+        progress=progress,
+        progress_after=progress_after,
+        lake=lake,
+        store=store,
     )
     session.settings = settings
     _make_default(session)

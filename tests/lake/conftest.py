@@ -21,6 +21,8 @@ def isolated_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
         monkeypatch.delenv(variable, raising=False)
     config = tmp_path / "azhpc-config.toml"
     monkeypatch.setenv("AZHPC_CONFIG", str(config))
+    # ...and no test writes to the user's own ~/.azhpc/lake.
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     return config
 
 
