@@ -39,6 +39,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from azhpc.core.job import Job, Progress
     from azhpc.executor import Executor
+    from azhpc.pools import PoolSpec
     from azhpc.scatter import attach, map, map_blocks, map_partitions, submit, submit_map
     from azhpc.session import Session, connect
 
@@ -54,6 +55,7 @@ _LAZY = {
     "Executor": "azhpc.executor",
     "Job": "azhpc.core.job",
     "Progress": "azhpc.core.job",
+    "PoolSpec": "azhpc.pools",
 }
 
 __all__ = [
@@ -64,6 +66,7 @@ __all__ = [
     "GatherError",
     "Job",
     "JobCancelledError",
+    "PoolSpec",
     "Progress",
     "SerializationError",
     "Session",

@@ -1,0 +1,25 @@
+"""Batch pool specifications: ``PoolSpec``, autoscale helpers, the offline price table and
+cost estimate. Pure Python: no Azure SDK import, no request (see ``docs/pools.md``)."""
+
+from __future__ import annotations
+
+from azhpc.pools.autoscale import Autoscale
+from azhpc.pools.catalog import PriceStatus, PriceTable, VmSize, price_table
+from azhpc.pools.errors import PoolCostError, PoolSpecError, PoolSpecWarning
+from azhpc.pools.estimate import CostEstimate
+from azhpc.pools.spec import MAX_NODES_PER_POOL, ImageReference, PoolSpec
+
+__all__ = [
+    "MAX_NODES_PER_POOL",
+    "Autoscale",
+    "CostEstimate",
+    "ImageReference",
+    "PoolCostError",
+    "PoolSpec",
+    "PoolSpecError",
+    "PoolSpecWarning",
+    "PriceStatus",
+    "PriceTable",
+    "VmSize",
+    "price_table",
+]

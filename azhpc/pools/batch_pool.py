@@ -1,0 +1,199 @@
+"""A ``PoolSpec`` in the shape Batch wants: the REST ``PoolAddParameter`` body (the SDK's
+``BatchPoolCreateOptions``), and the start task that prepares every node.
+
+The dict uses the REST (camelCase) names, so it is both the request body and what
+``azure.batch.models.BatchPoolCreateOptions(the_dict)`` accepts. No Azure import here.
+"""
+
+from __future__ import annotations
+
+import base64
+import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from azhpc.pools.autoscale import MIN_EVALUATION_MINUTES, Autoscale
+
+if TYPE_CHECKING:
+    from azhpc.pools.spec import PoolSpec
+
+__all__ = ["ENVIRONMENT_RECORD", "start_task_command_line", "start_task_script", "to_batch_pool"]
+
+#: Where the start task records the node's Python, cloudpickle and azhpc versions (JSON), for
+#: the client's environment-parity check. Relative to ``$AZ_BATCH_NODE_SHARED_DIR``.
+ENVIRONMENT_RECORD = "azhpc/environment.json"
+#: The environment's interpreter on a node, relative to ``$AZ_BATCH_NODE_SHARED_DIR``.
+NODE_PYTHON = "azhpc/env/bin/python"
+
+
+def _default_azhpc_requirement() -> str:
+    from azhpc import __version__
+
+    return f"azhpc=={__version__}"
+
+
+def _cloudpickle_requirement() -> str:
+    """cloudpickle pinned to the client's version (payloads must unpickle on the nodes)."""
+    from importlib import metadata
+
+    try:
+        return f"cloudpickle=={metadata.version('cloudpickle')}"
+    except metadata.PackageNotFoundError:
+        return "cloudpickle"
+
+
+def _iso_minutes(minutes: int) -> str:
+    return f"PT{minutes}M" if minutes < 60 or minutes % 60 else f"PT{minutes // 60}H"
+
+
+def start_task_script(spec: PoolSpec, *, azhpc_requirement: str | None = None) -> str:
+    """The bash script the start task runs on each node as it joins the pool.
+
+    It installs uv, a Python of ``spec.python`` in a virtual environment under the node's
+    shared folder (conda/micromamba instead when ``requirements`` is an ``environment.yml``),
+    then azhpc, cloudpickle and the requirements, and records the versions in
+    ``$AZ_BATCH_NODE_SHARED_DIR/azhpc/environment.json``.
+
+    Parameters
+    ----------
+    spec
+        The pool.
+    azhpc_requirement
+        How pip finds azhpc on the node (default ``azhpc==<this version>``; a wheel URL with
+        a read-only SAS works too).
+
+    Returns
+    -------
+    str
+    """
+    azhpc_req = azhpc_requirement or _default_azhpc_requirement()
+    q = shlex.quote
+    lines = [
+        "#!/usr/bin/env bash",
+        f"# azhpc start task for pool {spec.pool_id}: runs on every node as it joins the pool,",
+        "# as the pool-wide admin auto-user; tasks wait until it has succeeded.",
+        "set -euo pipefail",
+        'ROOT="$AZ_BATCH_NODE_SHARED_DIR/azhpc"',
+        'ENV_DIR="$ROOT/env"',
+        'mkdir -p "$ROOT/bin"',
+        "# 1. uv, one static binary that installs Python builds and packages",
+        'curl -LsSf https://astral.sh/uv/install.sh | env UV_INSTALL_DIR="$ROOT/bin" '
+        "UV_NO_MODIFY_PATH=1 sh",
+        'export UV_PYTHON_INSTALL_DIR="$ROOT/python"',
+    ]
+    packages = [azhpc_req, _cloudpickle_requirement()]
+    requirements = spec.requirements
+    if isinstance(requirements, Path) and requirements.suffix.lower() in (".yml", ".yaml"):
+        lines += [
+            f"# 2. the conda environment from {requirements.name}, with Python {spec.python}",
+            "curl -Ls https://micro.mamba.pm/api/micromamba/linux-64/latest | "
+            'tar -xj -C "$ROOT" bin/micromamba',
+            "cat > \"$ROOT/environment.yml\" <<'AZHPC_ENVIRONMENT_YML'",
+            requirements.read_text(encoding="utf-8").rstrip("\n"),
+            "AZHPC_ENVIRONMENT_YML",
+            f'"$ROOT/bin/micromamba" create -y -p "$ENV_DIR" -f "$ROOT/environment.yml" '
+            f"{q('python=' + spec.python)}",
+            "# 3. azhpc and cloudpickle into it",
+            f'"$ROOT/bin/uv" pip install --python "$ENV_DIR/bin/python" '
+            f"{' '.join(q(p) for p in packages)}",
+        ]
+    else:
+        lines += [
+            f"# 2. Python {spec.python} (the client's major.minor) in a virtual environment",
+            f'"$ROOT/bin/uv" venv --python {q(spec.python)} "$ENV_DIR"',
+        ]
+        if isinstance(requirements, Path):
+            lines += [
+                f"# the user's {requirements.name}",
+                "cat > \"$ROOT/requirements.txt\" <<'AZHPC_REQUIREMENTS_TXT'",
+                requirements.read_text(encoding="utf-8").rstrip("\n"),
+                "AZHPC_REQUIREMENTS_TXT",
+            ]
+        listed = [] if isinstance(requirements, Path) else list(requirements)
+        install = " ".join(q(p) for p in [*packages, *listed])
+        if isinstance(requirements, Path):
+            install += ' -r "$ROOT/requirements.txt"'
+        lines += [
+            "# 3. azhpc, cloudpickle and the user's requirements",
+            f'"$ROOT/bin/uv" pip install --python "$ENV_DIR/bin/python" {install}',
+        ]
+    lines += [
+        "# 4. record what was installed, for the client's environment check",
+        '"$ENV_DIR/bin/python" -c \'import json, platform, sys, cloudpickle, azhpc; '
+        'json.dump({"python": platform.python_version(), "cloudpickle": cloudpickle.__version__, '
+        '"azhpc": azhpc.__version__}, open(sys.argv[1], "w"))\' '
+        f'"$AZ_BATCH_NODE_SHARED_DIR/{ENVIRONMENT_RECORD}"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def start_task_command_line(script: str) -> str:
+    """The start task's ``commandLine``: Batch does not run it in a shell, so bash decodes the
+    script (base64, no quoting pitfalls) into the task's working folder and runs it."""
+    encoded = base64.b64encode(script.encode()).decode()
+    return (
+        f"/bin/bash -c 'echo {encoded} | base64 -d > azhpc-start-task.sh && "
+        "exec /bin/bash azhpc-start-task.sh'"
+    )
+
+
+def to_batch_pool(spec: PoolSpec, *, azhpc_requirement: str | None = None) -> dict[str, Any]:
+    """The REST ``PoolAddParameter`` body for ``spec`` (the SDK's ``BatchPoolCreateOptions``).
+
+    Parameters
+    ----------
+    spec
+        A validated pool specification.
+    azhpc_requirement
+        How pip finds azhpc on the nodes (see :func:`start_task_script`).
+
+    Returns
+    -------
+    dict
+        JSON-able; ``azure.batch.models.BatchPoolCreateOptions(result)`` builds the SDK model.
+    """
+    from azhpc import __version__
+
+    vm_config: dict[str, Any] = {
+        "imageReference": spec.image.to_batch(),
+        "nodeAgentSKUId": spec.image.node_agent_sku_id,
+    }
+    if spec.container_image:
+        vm_config["containerConfiguration"] = {
+            "type": "dockerCompatible",
+            "containerImageNames": [spec.container_image],
+        }
+    body: dict[str, Any] = {
+        "id": spec.pool_id,
+        "vmSize": spec.vm_size,
+        "virtualMachineConfiguration": vm_config,
+        "taskSlotsPerNode": spec.task_slots_per_node,
+        "enableInterNodeCommunication": spec.inter_node_communication,
+    }
+    if spec.autoscale is None:
+        body["targetDedicatedNodes"] = spec.nodes
+        body["targetLowPriorityNodes"] = spec.spot_nodes
+    else:
+        if isinstance(spec.autoscale, Autoscale):
+            formula, minutes = spec.autoscale.formula, spec.autoscale.interval_minutes
+        else:
+            formula, minutes = spec.autoscale, MIN_EVALUATION_MINUTES
+        body["enableAutoScale"] = True
+        body["autoScaleFormula"] = formula
+        body["autoScaleEvaluationInterval"] = _iso_minutes(minutes)
+    if spec.mpi:
+        # Multi-instance tasks need a node each: never pack them (Batch's default is spread).
+        body["taskSchedulingPolicy"] = {"nodeFillType": "spread"}
+    script = start_task_script(spec, azhpc_requirement=azhpc_requirement)
+    body["startTask"] = {
+        "commandLine": start_task_command_line(script),
+        "userIdentity": {"autoUser": {"scope": "pool", "elevationLevel": "admin"}},
+        "maxTaskRetryCount": 2,
+        "waitForSuccess": True,
+    }
+    body["metadata"] = [
+        {"name": "azhpc-version", "value": __version__},
+        {"name": "azhpc-python", "value": spec.python},
+        {"name": "azhpc-mpi", "value": str(spec.mpi).lower()},
+    ]
+    return body

@@ -1,0 +1,108 @@
+"""PoolSpec.to_batch_pool(): the REST body, checked against the installed azure-batch models."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import shutil
+import subprocess
+
+import pytest
+
+from azhpc.pools import Autoscale, PoolSpec
+
+models = pytest.importorskip("azure.batch.models")
+
+
+def decoded_script(body: dict) -> str:
+    command = body["startTask"]["commandLine"]
+    encoded = command.split("echo ", 1)[1].split(" ", 1)[0]
+    return base64.b64decode(encoded).decode()
+
+
+def test_to_batch_pool_fixed_size_builds_sdk_model() -> None:
+    body = PoolSpec(
+        "azhpc-p1", "Standard_D4s_v5", nodes=2, spot_nodes=3, task_slots_per_node=4
+    ).to_batch_pool()
+    pool = models.BatchPoolCreateOptions(body)
+    assert pool.id == "azhpc-p1" and pool.vm_size == "Standard_D4s_v5"
+    assert (pool.target_dedicated_nodes, pool.target_low_priority_nodes) == (2, 3)
+    assert pool.task_slots_per_node == 4 and pool.enable_inter_node_communication is False
+    image = pool.virtual_machine_configuration.image_reference
+    assert (image.publisher, image.offer, image.sku, image.version) == (
+        "canonical",
+        "0001-com-ubuntu-server-jammy",
+        "22_04-lts",
+        "latest",
+    )
+    assert pool.virtual_machine_configuration.node_agent_sku_id == "batch.node.ubuntu 22.04"
+    start = pool.start_task
+    assert start.wait_for_success is True
+    assert start.user_identity.auto_user.scope == "pool"
+    assert start.user_identity.auto_user.elevation_level == "admin"
+    assert pool.enable_auto_scale is None
+
+
+def test_to_batch_pool_autoscale_builds_sdk_model() -> None:
+    policy = Autoscale.follow_pending_tasks(max_nodes=10, slots_per_node=16, interval_minutes=10)
+    body = PoolSpec("p", "Standard_H16r", autoscale=policy, task_slots_per_node=16).to_batch_pool()
+    assert "targetDedicatedNodes" not in body and "targetLowPriorityNodes" not in body
+    pool = models.BatchPoolCreateOptions(body)
+    assert pool.enable_auto_scale is True and pool.auto_scale_formula == policy.formula
+    assert pool.auto_scale_evaluation_interval == datetime.timedelta(minutes=10)
+    raw = PoolSpec("p", "Standard_D2s_v5", autoscale="$TargetDedicatedNodes = 1;").to_batch_pool()
+    assert raw["autoScaleEvaluationInterval"] == "PT5M"
+
+
+def test_to_batch_pool_mpi_rdma_pool() -> None:
+    body = PoolSpec(
+        "mpi", "Standard_HB120rs_v3", nodes=4, mpi=True, inter_node_communication=True
+    ).to_batch_pool()
+    pool = models.BatchPoolCreateOptions(body)
+    assert pool.enable_inter_node_communication is True
+    image = pool.virtual_machine_configuration.image_reference
+    assert (image.publisher, image.offer, image.sku) == ("microsoft-dsvm", "ubuntu-hpc", "2204")
+    assert pool.task_slots_per_node == 1
+    assert pool.task_scheduling_policy.node_fill_type == "spread"
+
+
+def test_to_batch_pool_container_image() -> None:
+    body = PoolSpec(
+        "c", "Standard_D4s_v5", nodes=1, container_image="myacr.azurecr.io/app:1"
+    ).to_batch_pool()
+    pool = models.BatchPoolCreateOptions(body)
+    container = pool.virtual_machine_configuration.container_configuration
+    assert container.type == "dockerCompatible"
+    assert container.container_image_names == ["myacr.azurecr.io/app:1"]
+
+
+def test_start_task_installs_python_azhpc_and_requirements(tmp_path) -> None:
+    spec = PoolSpec(
+        "p", "Standard_D4s_v5", nodes=1, python="3.12", requirements=["numpy>=1.26", "scikit-learn"]
+    )
+    body = spec.to_batch_pool(azhpc_requirement="azhpc==9.9")
+    script = decoded_script(body)
+    assert script == spec.start_task_script(azhpc_requirement="azhpc==9.9")
+    assert 'uv" venv --python 3.12' in script
+    assert "azhpc==9.9" in script and "'numpy>=1.26'" in script and "scikit-learn" in script
+    assert "cloudpickle" in script and "environment.json" in script
+    assert body["startTask"]["commandLine"].startswith("/bin/bash -c '")
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+@pytest.mark.parametrize("kind", ["list", "requirements.txt", "environment.yml"])
+def test_start_task_script_is_valid_bash(tmp_path, kind: str) -> None:
+    requirements: object = ["numpy"]
+    if kind == "requirements.txt":
+        requirements = tmp_path / kind
+        requirements.write_text("numpy\npandas>=2  # comment\n")
+    elif kind == "environment.yml":
+        requirements = tmp_path / kind
+        requirements.write_text("name: x\ndependencies:\n  - numpy\n")
+    spec = PoolSpec("p", "Standard_D4s_v5", nodes=1, requirements=requirements)
+    script = spec.start_task_script()
+    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+    if kind != "list":
+        assert requirements.read_text().rstrip() in script
+    if kind == "environment.yml":
+        assert "micromamba" in script
