@@ -63,3 +63,16 @@ def process_exists(pid: int) -> bool:
         except ProcessLookupError:
             return False
         return True
+
+
+def communicate_or_kill(proc, timeout: float):
+    """``proc.communicate(timeout=...)``, killing ``proc`` if it times out (so that a failing
+    test never leaves a client and its workers running)."""
+    import subprocess
+
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 import azhpc
-from tests.conftest import process_exists, wait_until
+from tests.conftest import communicate_or_kill, process_exists, wait_until
 
 
 def kill_own_worker_once(x, marker):
@@ -142,7 +142,7 @@ def _run_script(tmp_path, body):
 def test_ctrl_c_in_a_script_leaves_no_worker_processes(tmp_path):
     proc, pids = _run_script(tmp_path, "session.map(block, [sys.argv[2]])")
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    _, err = communicate_or_kill(proc, 60)
     assert proc.returncode != 0 and "KeyboardInterrupt" in err
     wait_until(lambda: not any(process_exists(p) for p in pids), what="workers to exit")
 
@@ -151,14 +151,14 @@ def test_ctrl_c_inside_a_with_block_leaves_no_worker_processes(tmp_path):
     body = "with session:\n    session.map(block, [sys.argv[2]])"
     proc, pids = _run_script(tmp_path, body)
     proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=60)
+    communicate_or_kill(proc, 60)
     wait_until(lambda: not any(process_exists(p) for p in pids), what="workers to exit")
 
 
 def test_killed_client_takes_its_workers_with_it(tmp_path):
     proc, pids = _run_script(tmp_path, "session.map(block, [sys.argv[2]])")
     proc.kill()
-    proc.communicate(timeout=60)
+    communicate_or_kill(proc, 60)
     wait_until(lambda: not any(process_exists(p) for p in pids), what="workers to exit")
 
 

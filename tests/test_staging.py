@@ -18,7 +18,7 @@ from azhpc.core.payload import encode
 from azhpc.core.signing import IntegrityError, KeyRing
 from azhpc.session import Session
 from azhpc.staging import JobNotFoundError, JobStore
-from tests.conftest import wait_until
+from tests.conftest import communicate_or_kill, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -115,7 +115,7 @@ def run_client(tmp_path, mode, body, wait=True):
     )
     if not wait:
         return proc
-    out, err = proc.communicate(timeout=120)
+    out, err = communicate_or_kill(proc, 120)
     assert proc.returncode == 0, err
     return out.strip().splitlines()
 
@@ -162,7 +162,7 @@ def test_attach_after_the_client_was_killed_runs_only_unfinished_tasks(tmp_path)
         what="the first half of the tasks to be stored",
     )
     proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=60)
+    communicate_or_kill(proc, 60)
     done_before = executions(tmp_path)
     assert all(done_before[x] == 1 for x in range(4))
     # The stored function is the original one (cloudpickle kept mode == "stall"): let it end.

@@ -1,0 +1,123 @@
+"""The Data Lake workshop notebook runs from top to bottom in a real Jupyter kernel, unchanged,
+on the ``local`` and the ``emulated`` profile (chosen through ``AZHPC_PROFILE``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from azhpc.config import ENVIRONMENT
+from azhpc.emulator.azurite import _DEV_ACCOUNT_KEY
+
+from .conftest import azurite_installed
+
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "02-data-lake.ipynb"
+
+
+def _text(output: dict) -> str:
+    if output.get("output_type") == "stream":
+        return output.get("text", "")
+    if output.get("output_type") == "error":
+        return "\n".join(output.get("traceback", []))
+    return "".join(str(v) for v in output.get("data", {}).values())
+
+
+def _shown(cell: nbformat.NotebookNode) -> str:
+    return "".join(_text(o) for o in cell.outputs)
+
+
+def _cell(notebook: nbformat.NotebookNode, snippet: str) -> nbformat.NotebookNode:
+    (cell,) = [c for c in notebook.cells if c.cell_type == "code" and snippet in c.source]
+    return cell
+
+
+@pytest.fixture(scope="module", params=["local", "emulated"])
+def executed(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, nbformat.NotebookNode]:
+    """The notebook executed by a ``python3`` kernel whose environment picks the profile."""
+    profile = request.param
+    if profile == "emulated" and not azurite_installed() and not os.environ.get("CI"):
+        pytest.skip("Azurite is not installed (run `npm ci` or ./dev test)")
+    home = tmp_path_factory.mktemp(f"notebook-{profile}")
+    env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT.values()}
+    env.update(
+        AZHPC_PROFILE=profile,
+        AZHPC_LAKE_ROOT=str(home / "lake"),  # local: never the user's ~/.azhpc/lake
+        AZHPC_CONFIG=str(home / "no-config.toml"),
+    )
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    client = NotebookClient(
+        notebook,
+        kernel_name="python3",
+        timeout=120,
+        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+    )
+    client.execute(env=env)
+    return profile, notebook
+
+
+def test_runs_without_errors(executed: tuple[str, nbformat.NotebookNode]) -> None:
+    _, notebook = executed
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            errors = [o for o in cell.outputs if o.output_type == "error"]
+            assert errors == [], f"{cell.source}\n{_shown(cell)}"
+
+
+def test_connects_to_the_profile_of_the_environment(
+    executed: tuple[str, nbformat.NotebookNode],
+) -> None:
+    profile, notebook = executed
+    shown = _shown(_cell(notebook, "session = azhpc.connect(PROFILE"))
+    assert f"profile: {profile}" in shown
+    url = _shown(_cell(notebook, 'print(azhpc.lake.url("/workshop/raw/sales.parquet"))'))
+    if profile == "emulated":
+        assert "abfs://azhpc/workshop/raw/sales.parquet" in url
+        assert "StorageOptions({'connection_string': '***'})" in url
+    else:
+        assert url.splitlines()[0].endswith("/lake/workshop/raw/sales.parquet")
+        assert "StorageOptions({})" in url
+
+
+def test_round_trips_listing_and_transfers(executed: tuple[str, nbformat.NotebookNode]) -> None:
+    _, notebook = executed
+    read = _shown(_cell(notebook, "from_csv = pd.read_csv"))
+    assert "read back 200,000 rows from CSV and 200,000 from Parquet" in read
+    listed = _shown(_cell(notebook, 'azhpc.lake.ls("/workshop/raw")'))
+    assert "['/workshop/raw/sales.csv', '/workshop/raw/sales.parquet']" in listed
+    assert "put: 1 file, 24 MiB" in _shown(_cell(notebook, "sent = azhpc.lake.put"))
+    got = _shown(_cell(notebook, "got = azhpc.lake.get"))
+    assert "get: 1 file, 24 MiB" in got and "identical: True" in got
+
+
+def test_scattered_tasks_read_and_write_the_lake(
+    executed: tuple[str, nbformat.NotebookNode],
+) -> None:
+    _, notebook = executed
+    ran = _shown(_cell(notebook, "rows = azhpc.map("))
+    assert "total 200,000" in ran
+    assert "'/workshop/summary/west.parquet'" in _shown(
+        _cell(notebook, 'azhpc.lake.ls("/workshop/summary")')
+    )
+    checked = _shown(_cell(notebook, "summary = pd.read_parquet"))
+    assert "summary of 200,000 sales in 160 (region, store) pairs matches" in checked
+
+
+def test_closes_the_session_and_its_azurite(executed: tuple[str, nbformat.NotebookNode]) -> None:
+    profile, notebook = executed
+    shown = _shown(_cell(notebook, "session.close()"))
+    assert "(closed)>" in shown
+    if profile == "emulated":
+        assert "<azhpc.emulator.Azurite stopped>" in shown
+
+
+def test_shows_no_secret(executed: tuple[str, nbformat.NotebookNode]) -> None:
+    _, notebook = executed
+    everything = "".join(_shown(c) for c in notebook.cells if c.cell_type == "code")
+    assert _DEV_ACCOUNT_KEY not in everything
+    assert "AccountKey=" not in everything
