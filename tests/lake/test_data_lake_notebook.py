@@ -4,35 +4,17 @@ on the ``local`` and the ``emulated`` profile (chosen through ``AZHPC_PROFILE``)
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 from azhpc.config import ENVIRONMENT
 from azhpc.emulator.azurite import _DEV_ACCOUNT_KEY
+from tests.notebook_run import cell as _cell
+from tests.notebook_run import execute
+from tests.notebook_run import shown as _shown
 
 from .conftest import azurite_installed
-
-NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "02-data-lake.ipynb"
-
-
-def _text(output: dict) -> str:
-    if output.get("output_type") == "stream":
-        return output.get("text", "")
-    if output.get("output_type") == "error":
-        return "\n".join(output.get("traceback", []))
-    return "".join(str(v) for v in output.get("data", {}).values())
-
-
-def _shown(cell: nbformat.NotebookNode) -> str:
-    return "".join(_text(o) for o in cell.outputs)
-
-
-def _cell(notebook: nbformat.NotebookNode, snippet: str) -> nbformat.NotebookNode:
-    (cell,) = [c for c in notebook.cells if c.cell_type == "code" and snippet in c.source]
-    return cell
 
 
 @pytest.fixture(scope="module", params=["local", "emulated"])
@@ -50,15 +32,7 @@ def executed(
         AZHPC_LAKE_ROOT=str(home / "lake"),  # local: never the user's ~/.azhpc/lake
         AZHPC_CONFIG=str(home / "no-config.toml"),
     )
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    client = NotebookClient(
-        notebook,
-        kernel_name="python3",
-        timeout=120,
-        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
-    )
-    client.execute(env=env)
-    return profile, notebook
+    return profile, execute("02-data-lake.ipynb", env=env)
 
 
 def test_runs_without_errors(executed: tuple[str, nbformat.NotebookNode]) -> None:

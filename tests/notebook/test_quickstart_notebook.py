@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
-NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "01-quickstart.ipynb"
-
-
-def _text(output: dict) -> str:
-    if output.get("output_type") == "stream":
-        return output.get("text", "")
-    return output.get("data", {}).get("text/plain", "")
+from tests.notebook_run import cell as _cell
+from tests.notebook_run import execute
+from tests.notebook_run import shown as _shown
 
 
 @pytest.fixture(scope="module")
 def executed() -> nbformat.NotebookNode:
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    client = NotebookClient(
-        notebook,
-        kernel_name="python3",
-        timeout=120,
-        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
-    )
-    client.execute()
-    return notebook
+    return execute("01-quickstart.ipynb")
 
 
 def test_quickstart_notebook_runs_without_errors(executed: nbformat.NotebookNode) -> None:
@@ -49,15 +34,6 @@ def test_quickstart_notebook_shows_remote_traceback(executed: nbformat.NotebookN
     assert "ZeroDivisionError" in traceback
     assert "return part / whole" in traceback and ", line 3, in share" in traceback
     assert "azhpc/" not in traceback
-
-
-def _cell(notebook: nbformat.NotebookNode, snippet: str) -> nbformat.NotebookNode:
-    (cell,) = [c for c in notebook.cells if c.cell_type == "code" and snippet in c.source]
-    return cell
-
-
-def _shown(cell: nbformat.NotebookNode) -> str:
-    return "".join(_text(o) for o in cell.outputs)
 
 
 def test_quickstart_notebook_azrun_results(executed: nbformat.NotebookNode) -> None:

@@ -2,41 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
-NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "04-usql-python.ipynb"
-
-
-def _shown(cell: nbformat.NotebookNode) -> str:
-    parts = []
-    for output in cell.outputs:
-        if output.get("output_type") == "stream":
-            parts.append(output.get("text", ""))
-        else:
-            parts.append(output.get("data", {}).get("text/plain", ""))
-    return "".join(parts)
+from tests.notebook_run import cell as _cell
+from tests.notebook_run import execute
+from tests.notebook_run import shown as _shown
 
 
 @pytest.fixture(scope="module")
 def executed() -> nbformat.NotebookNode:
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    client = NotebookClient(
-        notebook,
-        kernel_name="python3",
-        timeout=60,
-        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
-    )
-    client.execute()
-    return notebook
-
-
-def _cell(notebook: nbformat.NotebookNode, snippet: str) -> nbformat.NotebookNode:
-    (cell,) = [c for c in notebook.cells if c.cell_type == "code" and snippet in c.source]
-    return cell
+    return execute("04-usql-python.ipynb", timeout=60)
 
 
 def test_usql_notebook_runs_without_unexpected_errors(executed) -> None:
