@@ -18,17 +18,27 @@ if TYPE_CHECKING:
         AzuriteStartError,
         find_azurite,
     )
+    from azhpc.emulator.batch import BatchEmulator, BatchEmulatorError, Timings
+
+_BATCH = ("BatchEmulator", "BatchEmulatorError", "Timings")
 
 __all__ = [
     "DEV_ACCOUNT_NAME",
     "Azurite",
     "AzuriteNotFoundError",
     "AzuriteStartError",
+    "BatchEmulator",
+    "BatchEmulatorError",
+    "Timings",
     "find_azurite",
 ]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _BATCH:
+        from azhpc.emulator import batch
+
+        return getattr(batch, name)
     if name in __all__:
         from azhpc.emulator import azurite
 

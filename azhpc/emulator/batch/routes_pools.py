@@ -1,0 +1,262 @@
+"""Pools and compute nodes: ``/pools``, ``/pools/{poolId}/...``, ``/pools/{poolId}/nodes``."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from azhpc.emulator.batch import odata
+from azhpc.emulator.batch.autoscale import evaluate
+from azhpc.emulator.batch.model import ApiError, NodeState, Pool, PoolState
+from azhpc.emulator.batch.server import Request, Response, Route, Service, resource_headers
+
+__all__ = ["ROUTES"]
+
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _require(body: dict[str, Any], *names: str) -> None:
+    for name in names:
+        if body.get(name) in (None, ""):
+            raise ApiError(
+                400,
+                "MissingRequiredProperty",
+                f"A required property was not specified in the request body: {name}",
+            )
+
+
+def _check_id(value: str, what: str) -> None:
+    if not _ID.match(value):
+        raise ApiError(
+            400,
+            "InvalidPropertyValue",
+            f"The {what} id {value!r} may contain letters, digits, '-' and '_', at most 64.",
+        )
+
+
+def _count(body: dict[str, Any], name: str) -> int:
+    value = body.get(name) or 0
+    if not isinstance(value, int) or value < 0:
+        raise ApiError(400, "InvalidPropertyValue", f"{name} must be a non-negative integer")
+    return value
+
+
+def _active_pool(service: Service, pool_id: str) -> Pool:
+    pool = service.store.pool(pool_id)
+    if pool.state == PoolState.DELETING:
+        raise ApiError(409, "PoolBeingDeleted", "The specified pool has been marked for deletion.")
+    return pool
+
+
+def create_pool(service: Service, request: Request) -> Response:
+    """``POST /pools`` (Pool_Add)."""
+    body = request.json()
+    _require(body, "id", "vmSize")
+    _check_id(body["id"], "pool")
+    if "cloudServiceConfiguration" in body:
+        raise ApiError(400, "InvalidPropertyValue", "cloudServiceConfiguration is retired.")
+    auto = bool(body.get("enableAutoScale"))
+    if auto:
+        _require(body, "autoScaleFormula")
+        if body.get("targetDedicatedNodes") or body.get("targetLowPriorityNodes"):
+            raise ApiError(
+                400,
+                "InvalidPropertyValue",
+                "targetDedicatedNodes/targetLowPriorityNodes cannot be set with enableAutoScale.",
+            )
+    dedicated = _count(body, "targetDedicatedNodes")
+    low_priority = _count(body, "targetLowPriorityNodes")
+    start_task = body.get("startTask")
+    if start_task is not None:
+        _require(start_task, "commandLine")
+    store = service.store
+    with store.lock:
+        if body["id"] in store.pools:
+            raise ApiError(409, "PoolExists", "The specified pool already exists.")
+        pool = Pool(id=body["id"], spec=body)
+        if auto:
+            pool.enable_auto_scale = True
+            pool.auto_scale_formula = body["autoScaleFormula"]
+            dedicated, low_priority, pool.auto_scale_run = evaluate(
+                store, pool, pool.auto_scale_formula
+            )
+        store.pools[pool.id] = pool
+        service.engine.resize(pool, dedicated, low_priority)
+        location = f"{service.base_url}/pools/{pool.id}"
+        return Response(201, headers=resource_headers(pool, location))
+
+
+def list_pools(service: Service, request: Request) -> Response:
+    """``GET /pools`` (Pool_List)."""
+    with service.store.lock:
+        items = [(p.id, p.to_json(service.base_url)) for p in service.store.pools.values()]
+    return Response(200, odata.page(items, request.query, f"{service.base_url}/pools"))
+
+
+def get_pool(service: Service, request: Request) -> Response:
+    """``GET /pools/{poolId}`` (Pool_Get)."""
+    with service.store.lock:
+        pool = service.store.pool(request.args["poolId"])
+        body = odata.select(pool.to_json(service.base_url), request.query.get("$select"))
+        return Response(200, body, resource_headers(pool))
+
+
+def pool_exists(service: Service, request: Request) -> Response:
+    """``HEAD /pools/{poolId}`` (Pool_Exists): 200 or 404, no body."""
+    with service.store.lock:
+        pool = service.store.pools.get(request.args["poolId"])
+        if pool is None:
+            return Response(404)
+        return Response(200, headers=resource_headers(pool))
+
+
+def delete_pool(service: Service, request: Request) -> Response:
+    """``DELETE /pools/{poolId}`` (Pool_Delete): ``deleting``, then gone."""
+    with service.store.lock:
+        pool = service.store.pool(request.args["poolId"])
+        if pool.state != PoolState.DELETING:
+            service.engine.delete_pool(pool)
+        return Response(202)
+
+
+def resize_pool(service: Service, request: Request) -> Response:
+    """``POST /pools/{poolId}/resize`` (Pool_Resize)."""
+    body = request.json()
+    with service.store.lock:
+        pool = _active_pool(service, request.args["poolId"])
+        if pool.enable_auto_scale:
+            raise ApiError(
+                409,
+                "AutoScalingEnabled",
+                "The specified pool has autoscale enabled; it cannot be resized manually.",
+            )
+        dedicated = (
+            _count(body, "targetDedicatedNodes")
+            if "targetDedicatedNodes" in body
+            else (pool.target_dedicated)
+        )
+        low = (
+            _count(body, "targetLowPriorityNodes")
+            if "targetLowPriorityNodes" in body
+            else pool.target_low_priority
+        )
+        service.engine.resize(pool, dedicated, low)
+        return Response(202, headers=resource_headers(pool))
+
+
+def stop_resize(service: Service, request: Request) -> Response:
+    """``POST /pools/{poolId}/stopresize`` (Pool_StopResize)."""
+    from azhpc.emulator.batch.model import AllocationState
+
+    with service.store.lock:
+        pool = _active_pool(service, request.args["poolId"])
+        pool.resize_generation += 1
+        pool.set_allocation_state(AllocationState.STEADY)
+        return Response(202, headers=resource_headers(pool))
+
+
+def enable_autoscale(service: Service, request: Request) -> Response:
+    """``POST /pools/{poolId}/enableautoscale`` (Pool_EnableAutoScale)."""
+    body = request.json()
+    with service.store.lock:
+        pool = _active_pool(service, request.args["poolId"])
+        formula = body.get("autoScaleFormula") or pool.auto_scale_formula
+        if not formula:
+            raise ApiError(400, "MissingRequiredProperty", "autoScaleFormula is required")
+        dedicated, low, run = evaluate(service.store, pool, formula)
+        pool.enable_auto_scale = True
+        pool.auto_scale_formula = formula
+        pool.auto_scale_run = run
+        if body.get("autoScaleEvaluationInterval"):
+            pool.spec["autoScaleEvaluationInterval"] = body["autoScaleEvaluationInterval"]
+        service.engine.resize(pool, dedicated, low)
+        return Response(200, headers=resource_headers(pool))
+
+
+def disable_autoscale(service: Service, request: Request) -> Response:
+    """``POST /pools/{poolId}/disableautoscale`` (Pool_DisableAutoScale)."""
+    with service.store.lock:
+        pool = _active_pool(service, request.args["poolId"])
+        pool.enable_auto_scale = False
+        pool.touch()
+        return Response(200, headers=resource_headers(pool))
+
+
+def evaluate_autoscale(service: Service, request: Request) -> Response:
+    """``POST /pools/{poolId}/evaluateautoscale`` (Pool_EvaluateAutoScale): no resize."""
+    body = request.json()
+    _require(body, "autoScaleFormula")
+    with service.store.lock:
+        pool = _active_pool(service, request.args["poolId"])
+        if not pool.enable_auto_scale:
+            raise ApiError(
+                409, "AutoScalingNotEnabled", "The pool does not have autoscale enabled."
+            )
+        _, _, run = evaluate(service.store, pool, body["autoScaleFormula"])
+        return Response(200, run)
+
+
+def remove_nodes(service: Service, request: Request) -> Response:
+    """``POST /pools/{poolId}/removenodes`` (Pool_RemoveNodes): tasks requeued."""
+    body = request.json()
+    _require(body, "nodeList")
+    with service.store.lock:
+        pool = _active_pool(service, request.args["poolId"])
+        for node_id in body["nodeList"]:
+            node = service.store.node(pool.id, node_id)
+            service.engine.remove_node(pool, node)
+            if node.is_dedicated:
+                pool.target_dedicated = max(0, pool.target_dedicated - 1)
+            else:
+                pool.target_low_priority = max(0, pool.target_low_priority - 1)
+        pool.touch()
+        return Response(202, headers=resource_headers(pool))
+
+
+def list_nodes(service: Service, request: Request) -> Response:
+    """``GET /pools/{poolId}/nodes`` (ComputeNode_List)."""
+    with service.store.lock:
+        pool = service.store.pool(request.args["poolId"])
+        items = [(n.id, n.to_json(service.base_url, pool)) for n in pool.nodes.values()]
+    url = f"{service.base_url}/pools/{request.args['poolId']}/nodes"
+    return Response(200, odata.page(items, request.query, url))
+
+
+def get_node(service: Service, request: Request) -> Response:
+    """``GET /pools/{poolId}/nodes/{nodeId}`` (ComputeNode_Get)."""
+    with service.store.lock:
+        pool = service.store.pool(request.args["poolId"])
+        node = service.store.node(pool.id, request.args["nodeId"])
+        body = node.to_json(service.base_url, pool)
+    return Response(200, odata.select(body, request.query.get("$select")))
+
+
+def reboot_node(service: Service, request: Request) -> Response:
+    """``POST /pools/{poolId}/nodes/{nodeId}/reboot`` (ComputeNode_Reboot): tasks requeued."""
+    with service.store.lock:
+        pool = _active_pool(service, request.args["poolId"])
+        node = service.store.node(pool.id, request.args["nodeId"])
+        service.engine.make_unusable(node)  # kills and requeues its work
+        node.set_state(NodeState.REBOOTING)
+        service.engine.boot(pool, node)
+        return Response(202)
+
+
+ROUTES = [
+    Route("POST", "/pools", "Pool_Add", create_pool),
+    Route("GET", "/pools", "Pool_List", list_pools),
+    Route("GET", "/pools/{poolId}", "Pool_Get", get_pool),
+    Route("HEAD", "/pools/{poolId}", "Pool_Exists", pool_exists),
+    Route("DELETE", "/pools/{poolId}", "Pool_Delete", delete_pool),
+    Route("POST", "/pools/{poolId}/resize", "Pool_Resize", resize_pool),
+    Route("POST", "/pools/{poolId}/stopresize", "Pool_StopResize", stop_resize),
+    Route("POST", "/pools/{poolId}/enableautoscale", "Pool_EnableAutoScale", enable_autoscale),
+    Route("POST", "/pools/{poolId}/disableautoscale", "Pool_DisableAutoScale", disable_autoscale),
+    Route(
+        "POST", "/pools/{poolId}/evaluateautoscale", "Pool_EvaluateAutoScale", evaluate_autoscale
+    ),
+    Route("POST", "/pools/{poolId}/removenodes", "Pool_RemoveNodes", remove_nodes),
+    Route("GET", "/pools/{poolId}/nodes", "ComputeNode_List", list_nodes),
+    Route("GET", "/pools/{poolId}/nodes/{nodeId}", "ComputeNode_Get", get_node),
+    Route("POST", "/pools/{poolId}/nodes/{nodeId}/reboot", "ComputeNode_Reboot", reboot_node),
+]

@@ -1,0 +1,569 @@
+"""Nodes and tasks come alive: node boot and start tasks, task scheduling and local execution.
+
+Each emulated node is a folder (``<root>/<pool>/<node>/``, Batch's layout: ``startup/``,
+``shared/``, ``workitems/<job>/job-1/<task>/{stdout.txt,stderr.txt,wd/}``). Start tasks and
+tasks run there as ``bash -c commandLine`` processes, each in its own process group so that
+preemption, removal and ``stop()`` can kill them with everything they started.
+
+One scheduler thread hands active tasks to nodes with free task slots (Spread: the node with
+the most free slots first); each attempt runs in its own thread. An attempt cancelled by a
+preemption/removal never writes its outcome: the task has already been requeued.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from azhpc.emulator.batch.model import (
+    SCHEDULABLE,
+    AllocationState,
+    Job,
+    JobState,
+    Node,
+    NodeState,
+    Pool,
+    PoolState,
+    Store,
+    Task,
+    TaskAttempt,
+    TaskState,
+    rfc3339,
+    utcnow,
+)
+from azhpc.emulator.batch.transfer import (
+    TransferError,
+    download_resource_files,
+    upload_output_files,
+)
+
+__all__ = ["Engine", "Timings"]
+
+
+@dataclass(frozen=True)
+class Timings:
+    """How long the emulated service takes for things that take minutes on Azure (seconds)."""
+
+    #: ``creating`` -> ``starting``: VM allocation.
+    allocate: float = 0.05
+    #: ``starting`` -> start task / ``idle``: boot.
+    boot: float = 0.05
+    #: How long a preempted node stays ``preempted`` before it comes back.
+    preempted: float = 0.3
+    #: ``deleting`` pool / job -> gone.
+    delete: float = 0.05
+
+
+class Engine:
+    """Runs an emulated account's nodes and tasks against its :class:`Store`."""
+
+    def __init__(self, store: Store, account_name: str, base_url: str, timings: Timings) -> None:
+        self.store = store
+        self.account_name = account_name
+        self.base_url = base_url
+        self.timings = timings
+        self._threads: list[threading.Thread] = []
+        self._scheduler = threading.Thread(
+            target=self._schedule_loop, name="batch-emulator-scheduler", daemon=True
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the scheduler thread."""
+        self._scheduler.start()
+
+    def stop(self) -> None:
+        """Stop scheduling, kill every task and start task process, join the threads."""
+        store = self.store
+        with store.lock:
+            store.stopping.set()
+            for pool in store.pools.values():
+                for node in pool.nodes.values():
+                    node.generation += 1
+                    self._cancel_node_work(node, requeue=False)
+            store.changed.notify_all()
+        self._scheduler.join(timeout=5)
+        for thread in list(self._threads):
+            thread.join(timeout=5)
+
+    def _spawn(self, target: Any, *args: Any, name: str) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        self._threads = [t for t in self._threads if t.is_alive()]
+        self._threads.append(thread)
+        thread.start()
+
+    def _after(self, seconds: float) -> bool:
+        """Wait ``seconds`` of emulated work; False when the emulator is stopping."""
+        return not self.store.stopping.wait(seconds)
+
+    # -- nodes ----------------------------------------------------------------------------------
+
+    def add_nodes(self, pool: Pool, dedicated: int, low_priority: int) -> None:
+        """Allocate nodes (``creating``) and boot them. Caller holds the lock."""
+        for is_dedicated, count in ((True, dedicated), (False, low_priority)):
+            for _ in range(count):
+                pool.node_counter += 1
+                node_id = f"tvmps_{pool.node_counter:04d}_{'d' if is_dedicated else 'p'}"
+                root = self.store.root / pool.id / node_id
+                node = Node(id=node_id, pool_id=pool.id, is_dedicated=is_dedicated, root=root)
+                node.ip_address = f"10.0.{pool.node_counter // 250}.{pool.node_counter % 250 + 4}"
+                pool.nodes[node_id] = node
+                self.boot(pool, node)
+
+    def boot(self, pool: Pool, node: Node, *, delay: float = 0.0) -> None:
+        """(Re)start a node's life: allocation, boot, start task. Caller holds the lock."""
+        node.generation += 1
+        self._spawn(self._boot, pool, node, node.generation, delay, name=f"boot-{node.id}")
+
+    def _alive(self, pool: Pool, node: Node, generation: int) -> bool:
+        return (
+            not self.store.stopping.is_set()
+            and node.generation == generation
+            and self.store.pools.get(pool.id) is pool
+            and pool.nodes.get(node.id) is node
+        )
+
+    def _boot(self, pool: Pool, node: Node, generation: int, delay: float) -> None:
+        store = self.store
+        if not self._after(delay + self.timings.allocate):
+            return
+        with store.lock:
+            if not self._alive(pool, node, generation):
+                return
+            node.set_state(NodeState.STARTING)
+        if not self._after(self.timings.boot):
+            return
+        with store.lock:
+            if not self._alive(pool, node, generation):
+                return
+            node.last_boot_time = utcnow()
+            (node.root / "shared").mkdir(parents=True, exist_ok=True)
+            start_task = pool.spec.get("startTask")
+            wait = bool(start_task) and start_task.get("waitForSuccess", True) is not False
+            if not start_task:
+                node.set_state(NodeState.IDLE)
+                store.changed.notify_all()
+                return
+            node.set_state(NodeState.WAITING_FOR_START_TASK if wait else NodeState.IDLE)
+            store.changed.notify_all()
+            force_fail = pool.fail_start_task
+        succeeded = self._run_start_task(pool, node, generation, start_task, force_fail)
+        with store.lock:
+            if not self._alive(pool, node, generation):
+                return
+            if wait:
+                node.set_state(NodeState.IDLE if succeeded else NodeState.START_TASK_FAILED)
+            store.changed.notify_all()
+
+    def _node_env(self, pool: Pool, node: Node) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "AZ_BATCH_ACCOUNT_NAME": self.account_name,
+                "AZ_BATCH_ACCOUNT_URL": self.base_url + "/",
+                "AZ_BATCH_POOL_ID": pool.id,
+                "AZ_BATCH_NODE_ID": node.id,
+                "AZ_BATCH_NODE_IS_DEDICATED": "true" if node.is_dedicated else "false",
+                "AZ_BATCH_NODE_ROOT_DIR": str(node.root),
+                "AZ_BATCH_NODE_SHARED_DIR": str(node.root / "shared"),
+                "AZ_BATCH_NODE_STARTUP_DIR": str(node.root / "startup"),
+                "AZ_BATCH_NODE_STARTUP_WORKING_DIR": str(node.root / "startup" / "wd"),
+                "AZ_BATCH_TASK_USER": "_azbatch",
+            }
+        )
+        return env
+
+    @staticmethod
+    def _settings(spec: dict[str, Any]) -> dict[str, str]:
+        return {
+            str(s["name"]): str(s.get("value") or "")
+            for s in spec.get("environmentSettings") or []
+            if s.get("name")
+        }
+
+    def _run_start_task(
+        self, pool: Pool, node: Node, generation: int, spec: dict[str, Any], force_fail: bool
+    ) -> bool:
+        folder = node.root / "startup"
+        working_dir = folder / "wd"
+        working_dir.mkdir(parents=True, exist_ok=True)
+        (node.root / "shared").mkdir(parents=True, exist_ok=True)
+        env = self._node_env(pool, node)
+        env.update(
+            {"AZ_BATCH_TASK_DIR": str(folder), "AZ_BATCH_TASK_WORKING_DIR": str(working_dir)}
+        )
+        env.update(self._settings(spec))
+        max_retries = int(spec.get("maxTaskRetryCount") or 0)
+        retry = 0
+        info: dict[str, Any] = {"state": "running", "startTime": rfc3339(utcnow()), "retryCount": 0}
+        while True:
+            with self.store.lock:
+                if not self._alive(pool, node, generation):
+                    return False
+                node.start_task_info = dict(info)
+            failure: dict[str, Any] | None = None
+            try:
+                download_resource_files(spec.get("resourceFiles") or [], working_dir)
+                if force_fail:
+                    code = 1
+                else:
+                    code = self._run_process(
+                        spec["commandLine"], working_dir, folder, env, node, start_task=True
+                    )
+            except TransferError as e:
+                code = None
+                failure = {"category": "UserError", "code": e.code, "message": str(e)}
+            if code is not None and code != 0:
+                failure = {
+                    "category": "UserError",
+                    "code": "FailureExitCode",
+                    "message": "The task process exited with an unexpected exit code",
+                    "details": [{"name": "Message", "value": f"The task exited with code {code}"}],
+                }
+            info.update({"state": "completed", "endTime": rfc3339(utcnow()), "exitCode": code})
+            info["result"] = "failure" if failure else "success"
+            if failure:
+                info["failureInfo"] = failure
+            else:
+                info.pop("failureInfo", None)
+            if failure is None or (max_retries != -1 and retry >= max_retries):
+                with self.store.lock:
+                    if self._alive(pool, node, generation):
+                        node.start_task_info = {k: v for k, v in info.items() if v is not None}
+                return failure is None
+            retry += 1
+            info.update({"retryCount": retry, "lastRetryTime": rfc3339(utcnow())})
+
+    def _run_process(
+        self,
+        command_line: str,
+        working_dir: Path,
+        folder: Path,
+        env: dict[str, str],
+        node: Node,
+        *,
+        start_task: bool = False,
+        attempt: TaskAttempt | None = None,
+    ) -> int | None:
+        """Run ``bash -c command_line``; its exit code, or None when cancelled before start."""
+        with open(folder / "stdout.txt", "wb") as out, open(folder / "stderr.txt", "wb") as err:
+            with self.store.lock:
+                if self.store.stopping.is_set() or (attempt is not None and attempt.cancelled):
+                    return None
+                process = subprocess.Popen(
+                    ["bash", "-c", command_line],
+                    cwd=working_dir,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    start_new_session=True,
+                )
+                if start_task:
+                    node.start_task_process = process
+                if attempt is not None:
+                    attempt.process = process
+            return process.wait()
+
+    @staticmethod
+    def _kill(process: subprocess.Popen[bytes] | None) -> None:
+        if process is not None and process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def _cancel_node_work(self, node: Node, *, requeue: bool) -> None:
+        """Kill a node's task and start task processes; requeue its tasks. Caller holds lock."""
+        self._kill(node.start_task_process)
+        for (job_id, task_id), attempt in list(node.running.items()):
+            attempt.cancelled = True
+            self._kill(attempt.process)
+            job = self.store.jobs.get(job_id)
+            task = job.tasks.get(task_id) if job else None
+            if requeue and job is not None and task is not None and task.attempt is attempt:
+                self._requeue(job, task)
+        node.running.clear()
+        self.store.changed.notify_all()
+
+    def _requeue(self, job: Job, task: Task) -> None:
+        task.attempt = None
+        task.node_info = None
+        info = task.execution_info
+        info["requeueCount"] = int(info.get("requeueCount", 0)) + 1
+        info["lastRequeueTime"] = rfc3339(utcnow())
+        task.set_state(TaskState.ACTIVE)
+        job.queue.appendleft(task.id)
+
+    def preempt(self, pool: Pool, node: Node, *, come_back: bool = True) -> None:
+        """Preempt a node: requeue its tasks, ``preempted``, then boot again. Caller holds lock."""
+        self._cancel_node_work(node, requeue=True)
+        node.generation += 1
+        node.set_state(NodeState.PREEMPTED)
+        if come_back:
+            self.boot(pool, node, delay=self.timings.preempted)
+
+    def make_unusable(self, node: Node) -> None:
+        """Make a node ``unusable``: its tasks are requeued elsewhere. Caller holds the lock."""
+        self._cancel_node_work(node, requeue=True)
+        node.generation += 1
+        node.set_state(NodeState.UNUSABLE)
+
+    def remove_node(self, pool: Pool, node: Node) -> None:
+        """Take a node out of its pool, requeueing its tasks. Caller holds the lock."""
+        self._cancel_node_work(node, requeue=True)
+        node.generation += 1
+        node.set_state(NodeState.LEAVING_POOL)
+        del pool.nodes[node.id]
+
+    def resize(self, pool: Pool, dedicated: int, low_priority: int) -> None:
+        """Move a pool towards new targets; ``steady`` once nodes are allocated/removed."""
+        pool.target_dedicated, pool.target_low_priority = dedicated, low_priority
+        pool.set_allocation_state(AllocationState.RESIZING)
+        pool.resize_generation += 1
+        self._spawn(self._resize, pool, pool.resize_generation, name=f"resize-{pool.id}")
+
+    def _resize(self, pool: Pool, generation: int) -> None:
+        if not self._after(self.timings.allocate):
+            return
+        with self.store.lock:
+            if pool.resize_generation != generation or self.store.pools.get(pool.id) is not pool:
+                return
+            if pool.state != PoolState.ACTIVE:
+                return
+            for is_dedicated, target in (
+                (True, pool.target_dedicated),
+                (False, pool.target_low_priority),
+            ):
+                nodes = [n for n in pool.nodes.values() if n.is_dedicated == is_dedicated]
+                if len(nodes) < target:
+                    missing = target - len(nodes)
+                    self.add_nodes(
+                        pool, missing if is_dedicated else 0, 0 if is_dedicated else missing
+                    )
+                else:
+                    # Remove idle/broken nodes first, busy ones last (requeue their tasks).
+                    nodes.sort(key=lambda n: (n.state == NodeState.RUNNING, n.id))
+                    for node in nodes[: len(nodes) - target]:
+                        self.remove_node(pool, node)
+            pool.set_allocation_state(AllocationState.STEADY)
+
+    def delete_pool(self, pool: Pool) -> None:
+        """``deleting``: kill the nodes' work (tasks requeued), then drop the pool."""
+        pool.state = PoolState.DELETING
+        pool.state_transition_time = utcnow()
+        pool.touch()
+        pool.resize_generation += 1
+        for node in list(pool.nodes.values()):
+            self.remove_node(pool, node)
+        self._spawn(self._forget_pool, pool, name=f"delete-{pool.id}")
+
+    def _forget_pool(self, pool: Pool) -> None:
+        self._after(self.timings.delete)
+        with self.store.lock:
+            if self.store.pools.get(pool.id) is pool:
+                del self.store.pools[pool.id]
+
+    # -- jobs and tasks -------------------------------------------------------------------------
+
+    def end_job(self, job: Job, *, delete: bool, reason: str = "UserTerminate") -> None:
+        """Terminate (or delete) a job. Caller holds the lock.
+
+        Running tasks are killed and completed (``failureInfo.code`` ``TaskEnded``); active
+        tasks stay active but are never scheduled (the service's documented behaviour).
+        """
+        job.set_state(JobState.DELETING if delete else JobState.TERMINATING)
+        job.queue.clear()
+        for task in job.tasks.values():
+            attempt = task.attempt
+            if attempt is not None:
+                attempt.cancelled = True
+                self._kill(attempt.process)
+                node = self._node_of(attempt)
+                if node is not None:
+                    node.running.pop((job.id, task.id), None)
+                    if not node.running and node.state == NodeState.RUNNING:
+                        node.set_state(NodeState.IDLE)
+                task.attempt = None
+            if task.state in (TaskState.RUNNING, TaskState.PREPARING):
+                task.execution_info.update(
+                    {
+                        "endTime": rfc3339(utcnow()),
+                        "result": "failure",
+                        "failureInfo": {
+                            "category": "UserError",
+                            "code": "TaskEnded",
+                            "message": "The task was ended because its job was terminated",
+                        },
+                    }
+                )
+                task.set_state(TaskState.COMPLETED)
+        self.store.changed.notify_all()
+        self._spawn(self._finish_job, job, delete, reason, name=f"end-{job.id}")
+
+    def _finish_job(self, job: Job, delete: bool, reason: str) -> None:
+        self._after(self.timings.delete)
+        with self.store.lock:
+            if self.store.jobs.get(job.id) is not job:
+                return
+            if delete:
+                del self.store.jobs[job.id]
+            else:
+                job.end_time = utcnow()
+                job.terminate_reason = reason
+                job.set_state(JobState.COMPLETED)
+
+    def _node_of(self, attempt: TaskAttempt) -> Node | None:
+        pool = self.store.pools.get(attempt.pool_id)
+        return pool.nodes.get(attempt.node_id) if pool else None
+
+    def _schedule_loop(self) -> None:
+        store = self.store
+        with store.lock:
+            while not store.stopping.is_set():
+                self._assign()
+                store.changed.wait(timeout=0.5)
+
+    def _assign(self) -> None:
+        for job in list(self.store.jobs.values()):
+            if job.state != JobState.ACTIVE or not job.queue:
+                continue
+            pool = self.store.pools.get(job.pool_id or "")
+            if pool is None or pool.state != PoolState.ACTIVE:
+                continue
+            slots = pool.task_slots_per_node
+            nodes = [n for n in pool.nodes.values() if n.state in SCHEDULABLE]
+            while job.queue and nodes:
+                task = job.tasks.get(job.queue[0])
+                if task is None or task.state != TaskState.ACTIVE or task.attempt is not None:
+                    job.queue.popleft()
+                    continue
+                node = max(nodes, key=lambda n: (slots - n.used_slots(), n.id))
+                if slots - node.used_slots() < task.required_slots:
+                    break
+                job.queue.popleft()
+                self._start_attempt(job, task, pool, node)
+
+    def _start_attempt(self, job: Job, task: Task, pool: Pool, node: Node) -> None:
+        attempt = TaskAttempt(
+            job_id=job.id, task_id=task.id, node_id=node.id, pool_id=pool.id,
+            slots=task.required_slots,
+        )  # fmt: skip
+        task.attempt = attempt
+        node.running[(job.id, task.id)] = attempt
+        node.set_state(NodeState.RUNNING)
+        info = task.execution_info
+        for key in ("endTime", "exitCode", "result", "failureInfo"):
+            info.pop(key, None)
+        info["startTime"] = rfc3339(utcnow())
+        task.node_info = {
+            "affinityId": f"TVM:{node.id}",
+            "nodeUrl": f"{self.base_url}/pools/{pool.id}/nodes/{node.id}",
+            "poolId": pool.id,
+            "nodeId": node.id,
+            "taskRootDirectory": f"workitems/{job.id}/job-1/{task.id}",
+            "taskRootDirectoryUrl": f"{self.base_url}/pools/{pool.id}/nodes/{node.id}/files/"
+            f"workitems/{job.id}/job-1/{task.id}",
+        }
+        task.task_dir = node.root / "workitems" / job.id / "job-1" / task.id
+        task.set_state(TaskState.RUNNING)
+        env = self._node_env(pool, node)
+        env.update(
+            {
+                "AZ_BATCH_JOB_ID": job.id,
+                "AZ_BATCH_TASK_ID": task.id,
+                "AZ_BATCH_TASK_DIR": str(task.task_dir),
+                "AZ_BATCH_TASK_WORKING_DIR": str(task.task_dir / "wd"),
+            }
+        )
+        env.update(
+            self._settings({"environmentSettings": job.spec.get("commonEnvironmentSettings")})
+        )
+        env.update(self._settings(task.spec))
+        self._spawn(
+            self._run_attempt, attempt, dict(task.spec), task.task_dir, env, node,
+            name=f"task-{job.id}-{task.id}",
+        )  # fmt: skip
+
+    def _run_attempt(
+        self, attempt: TaskAttempt, spec: dict[str, Any], folder: Path, env: dict[str, str],
+        node: Node,
+    ) -> None:  # fmt: skip
+        working_dir = folder / "wd"
+        working_dir.mkdir(parents=True, exist_ok=True)
+        failure: dict[str, Any] | None = None
+        code: int | None = None
+        try:
+            download_resource_files(spec.get("resourceFiles") or [], working_dir)
+            code = self._run_process(
+                spec["commandLine"], working_dir, folder, env, node, attempt=attempt
+            )
+            if code is None or attempt.cancelled:
+                return
+            if code != 0:
+                failure = {
+                    "category": "UserError",
+                    "code": "FailureExitCode",
+                    "message": "The task process exited with an unexpected exit code",
+                    "details": [{"name": "Message", "value": f"The task exited with code {code}"}],
+                }
+            upload_output_files(spec.get("outputFiles") or [], working_dir, succeeded=code == 0)
+        except TransferError as e:
+            failure = {"category": "UserError", "code": e.code, "message": str(e)}
+        except OSError as e:
+            failure = {"category": "ServerError", "code": "TaskStartFailed", "message": str(e)}
+        self._finish_attempt(attempt, code, failure)
+
+    def _finish_attempt(
+        self, attempt: TaskAttempt, code: int | None, failure: dict[str, Any] | None
+    ) -> None:
+        store = self.store
+        with store.lock:
+            if attempt.cancelled:
+                return
+            node = self._node_of(attempt)
+            if node is not None:
+                node.running.pop((attempt.job_id, attempt.task_id), None)
+                node.total_tasks_run += 1
+                node.total_tasks_succeeded += failure is None
+                if not node.running and node.state == NodeState.RUNNING:
+                    node.set_state(NodeState.IDLE)
+            job = store.jobs.get(attempt.job_id)
+            task = job.tasks.get(attempt.task_id) if job else None
+            if job is None or task is None or task.attempt is not attempt:
+                store.changed.notify_all()
+                return
+            task.attempt = None
+            info = task.execution_info
+            retries = int(info.get("retryCount", 0))
+            if failure is not None and (task.max_retries == -1 or retries < task.max_retries):
+                info["retryCount"] = retries + 1
+                info["lastRetryTime"] = rfc3339(utcnow())
+                task.set_state(TaskState.ACTIVE)
+                job.queue.appendleft(task.id)
+            else:
+                info.update(
+                    {"endTime": rfc3339(utcnow()), "exitCode": code},
+                )
+                info["result"] = "failure" if failure else "success"
+                if failure:
+                    info["failureInfo"] = failure
+                task.set_state(TaskState.COMPLETED)
+                self._maybe_complete_job(job)
+            store.changed.notify_all()
+
+    def _maybe_complete_job(self, job: Job) -> None:
+        if job.spec.get("onAllTasksComplete", "noaction").lower() != "terminatejob":
+            return
+        if job.state == JobState.ACTIVE and all(
+            t.state == TaskState.COMPLETED for t in job.tasks.values()
+        ):
+            job.end_time = utcnow()
+            job.terminate_reason = "AllTasksComplete"
+            job.set_state(JobState.COMPLETED)

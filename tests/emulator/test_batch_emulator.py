@@ -1,0 +1,409 @@
+"""The Batch REST emulator, driven through the real ``azure-batch`` SDK."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from azhpc.emulator import BatchEmulator
+from tests.conftest import wait_until
+
+models = pytest.importorskip("azure.batch.models")
+
+
+def _task(task_id: str, command: str, **options: Any) -> Any:
+    return models.BatchTaskCreateOptions(id=task_id, command_line=command, **options)
+
+
+def _all_completed(client: Any, job_id: str, total: int) -> Callable[[], bool]:
+    return lambda: client.get_job_task_counts(job_id).task_counts.completed == total
+
+
+def test_batch_emulator_import_is_lazy() -> None:
+    code = "import sys, azhpc.emulator; print(any('emulator.batch' in m for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_auth_wrong_key_is_401(batch_emulator: BatchEmulator) -> None:
+    from azure.batch import BatchClient
+    from azure.core.credentials import AzureNamedKeyCredential
+    from azure.core.exceptions import HttpResponseError
+
+    other_key = BatchEmulator().account_key
+    wrong = BatchClient(
+        endpoint=batch_emulator.url,
+        credential=AzureNamedKeyCredential(batch_emulator.account_name, other_key),
+    )
+    with pytest.raises(HttpResponseError) as info:
+        list(wrong.list_pools())
+    assert info.value.status_code == 401
+    assert info.value.error.code == "AuthenticationFailed"
+
+
+def test_pool_lifecycle_create_get_list_exists_resize_delete(client: Any, make_pool: Any) -> None:
+    from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+
+    make_pool("p1", nodes=2, slots=3, enable_inter_node_communication=True)
+    pool = client.get_pool("p1")
+    assert (pool.state, pool.allocation_state) == ("active", "steady")
+    assert (pool.current_dedicated_nodes, pool.task_slots_per_node) == (2, 3)
+    assert pool.enable_inter_node_communication is True
+    assert pool.creation_time is not None and pool.etag
+    assert [p.id for p in client.list_pools()] == ["p1"]
+    assert client.pool_exists("p1") is True
+    with pytest.raises(ResourceExistsError):
+        client.create_pool(models.BatchPoolCreateOptions(id="p1", vm_size="standard_d2s_v3"))
+
+    client.begin_resize_pool(
+        "p1", models.BatchPoolResizeOptions(target_dedicated_nodes=3), polling_interval=0.05
+    ).result()
+    wait_until(lambda: [n.state for n in client.list_nodes("p1")] == ["idle"] * 3, timeout=10)
+    client.begin_resize_pool(
+        "p1", models.BatchPoolResizeOptions(target_dedicated_nodes=1), polling_interval=0.05
+    ).result()
+    assert client.get_pool("p1").current_dedicated_nodes == 1
+
+    client.begin_delete_pool("p1", polling_interval=0.05).result()
+    assert list(client.list_pools()) == []
+    # SDK quirk: its exception policy turns the service's HEAD 404 into an exception.
+    with pytest.raises(ResourceNotFoundError):
+        client.pool_exists("p1")
+
+
+def test_pool_autoscale_formula_sets_targets(client: Any) -> None:
+    client.create_pool(
+        models.BatchPoolCreateOptions(
+            id="auto", vm_size="standard_d2s_v3", target_dedicated_nodes=0
+        )
+    )
+    client.enable_pool_auto_scale(
+        "auto",
+        models.BatchPoolEnableAutoScaleOptions(
+            auto_scale_formula="$TargetDedicatedNodes = max(2, $PendingTasks.GetSample(1));"
+        ),
+    )
+    wait_until(lambda: client.get_pool("auto").current_dedicated_nodes == 2, timeout=10)
+    pool = client.get_pool("auto")
+    assert pool.enable_auto_scale and "TargetDedicatedNodes=2" in pool.auto_scale_run.results
+    client.disable_pool_auto_scale("auto")
+    assert client.get_pool("auto").enable_auto_scale is False
+
+
+def test_start_task_failing_leaves_node_starttaskfailed(client: Any, make_pool: Any) -> None:
+    client.create_pool(
+        models.BatchPoolCreateOptions(
+            id="bad",
+            vm_size="standard_d2s_v3",
+            target_dedicated_nodes=1,
+            start_task=models.BatchStartTask(command_line="echo broken >&2; exit 3"),
+        )
+    )
+    wait_until(
+        lambda: [n.state for n in client.list_nodes("bad")] == ["starttaskfailed"], timeout=10
+    )
+    info = next(iter(client.list_nodes("bad"))).start_task_info
+    assert (info.exit_code, info.result, info.failure_info.code) == (
+        3,
+        "failure",
+        "FailureExitCode",
+    )
+
+
+def test_start_task_injected_failure_then_healed(
+    batch_emulator: BatchEmulator, client: Any, make_pool: Any
+) -> None:
+    make_pool("st", nodes=2, start_task=models.BatchStartTask(command_line="true"))
+    batch_emulator.fail_start_task("st")
+    wait_until(
+        lambda: [n.state for n in client.list_nodes("st")] == ["starttaskfailed"] * 2, timeout=10
+    )
+    batch_emulator.fail_start_task("st", enabled=False)
+    wait_until(lambda: [n.state for n in client.list_nodes("st")] == ["idle"] * 2, timeout=10)
+
+
+def test_tasks_250_in_three_add_collections_with_exit_codes(
+    batch_emulator: BatchEmulator, client: Any, make_pool: Any
+) -> None:
+    make_pool("p", nodes=2, slots=4)
+    client.create_job(
+        models.BatchJobCreateOptions(id="j", pool_info=models.BatchPoolInfo(pool_id="p"))
+    )
+    batch_emulator.reset_request_counts()
+    tasks = [_task(f"t{i:03d}", f"echo $AZ_BATCH_TASK_ID; exit {i % 3}") for i in range(250)]
+    result = client.create_tasks("j", tasks, max_concurrency=4)
+    assert len(result.result_values) == 250
+    assert {r.status for r in result.result_values} == {"success"}
+    assert batch_emulator.request_counts()["Task_AddCollection"] <= 3
+    wait_until(_all_completed(client, "j", 250), timeout=30, what="250 tasks completed")
+    for task in client.list_tasks("j", select=["id", "executionInfo", "state"]):
+        expected = int(task.id[1:]) % 3
+        assert task.execution_info.exit_code == expected
+        assert task.execution_info.result == ("success" if expected == 0 else "failure")
+    counts = client.get_job_task_counts("j")
+    assert (counts.task_counts.succeeded, counts.task_counts.failed) == (84, 166)
+    assert counts.task_slot_counts.completed == 250
+
+
+def test_tasks_list_filter_select_paging_returns_each_task_once(
+    batch_emulator: BatchEmulator, client: Any, make_pool: Any
+) -> None:
+    make_pool("p", nodes=1, slots=2)
+    client.create_job(
+        models.BatchJobCreateOptions(id="j", pool_info=models.BatchPoolInfo(pool_id="p"))
+    )
+    client.create_tasks("j", [_task(f"t{i:02d}", "true") for i in range(23)])
+    # Paging while tasks change state: each task at most once per listing.
+    seen = [t.id for t in client.list_tasks("j", max_results=4)]
+    assert sorted(seen) == [f"t{i:02d}" for i in range(23)]
+    wait_until(_all_completed(client, "j", 23), timeout=20)
+    batch_emulator.reset_request_counts()
+    done = list(
+        client.list_tasks("j", filter="state eq 'completed'", select=["id", "state"], max_results=5)
+    )
+    assert sorted(t.id for t in done) == [f"t{i:02d}" for i in range(23)]
+    assert all(t.state == "completed" and t.command_line is None for t in done)
+    assert batch_emulator.request_counts()["Task_List"] == 5
+    assert list(client.list_tasks("j", filter="state ne 'completed'")) == []
+
+
+def test_task_environment_and_stdout_via_download(client: Any, make_pool: Any) -> None:
+    make_pool("p", nodes=1)
+    client.create_job(
+        models.BatchJobCreateOptions(id="j", pool_info=models.BatchPoolInfo(pool_id="p"))
+    )
+    command = (
+        'echo "$AZ_BATCH_JOB_ID/$AZ_BATCH_TASK_ID/$AZ_BATCH_POOL_ID/$AZ_BATCH_NODE_ID/$GREETING";'
+        " echo oops >&2;"
+        ' test "$PWD" = "$AZ_BATCH_TASK_WORKING_DIR" && test -d "$AZ_BATCH_NODE_SHARED_DIR"'
+    )
+    client.create_task(
+        "j",
+        _task(
+            "env",
+            command,
+            environment_settings=[models.EnvironmentSetting(name="GREETING", value="hello")],
+        ),
+    )
+    wait_until(lambda: client.get_task("j", "env").state == "completed", timeout=10)
+    task = client.get_task("j", "env")
+    assert task.execution_info.exit_code == 0
+    assert task.node_info.pool_id == "p"
+    stdout = b"".join(client.download_task_file("j", "env", "stdout.txt")).decode()
+    assert stdout == f"j/env/p/{task.node_info.node_id}/hello\n"
+    assert b"".join(client.download_task_file("j", "env", "stderr.txt")) == b"oops\n"
+
+
+def test_task_retries_until_max_retry_count(client: Any, make_pool: Any) -> None:
+    make_pool("p", nodes=1)
+    client.create_job(
+        models.BatchJobCreateOptions(id="j", pool_info=models.BatchPoolInfo(pool_id="p"))
+    )
+    # Fails twice, succeeds on the third try (a counter file on the node's shared folder).
+    command = (
+        'n=$(cat "$AZ_BATCH_NODE_SHARED_DIR/n" 2>/dev/null || echo 0); n=$((n+1));'
+        ' echo $n > "$AZ_BATCH_NODE_SHARED_DIR/n"; test $n -ge 3'
+    )
+    constraints = models.BatchTaskConstraints(max_task_retry_count=2)
+    client.create_task("j", _task("flaky", command, constraints=constraints))
+    client.create_task("j", _task("hopeless", "exit 7", constraints=constraints))
+    wait_until(_all_completed(client, "j", 2), timeout=10)
+    flaky, hopeless = client.get_task("j", "flaky"), client.get_task("j", "hopeless")
+    assert (flaky.execution_info.retry_count, flaky.execution_info.exit_code) == (2, 0)
+    assert (hopeless.execution_info.retry_count, hopeless.execution_info.exit_code) == (2, 7)
+    assert hopeless.execution_info.failure_info.code == "FailureExitCode"
+
+
+def test_preempted_node_requeues_its_task_which_completes(
+    batch_emulator: BatchEmulator, client: Any, make_pool: Any, tmp_path: Any
+) -> None:
+    make_pool("p", nodes=1, slots=1)
+    client.create_job(
+        models.BatchJobCreateOptions(id="j", pool_info=models.BatchPoolInfo(pool_id="p"))
+    )
+    gate = tmp_path / "go"
+    # The first run waits for the gate (so it is surely running when preempted).
+    client.create_task("j", _task("long", f"while [ ! -e {gate} ]; do sleep 0.02; done; echo ok"))
+    wait_until(lambda: client.get_task("j", "long").state == "running", timeout=10)
+    node_id = client.get_task("j", "long").node_info.node_id
+    answer = batch_emulator.preempt("p", node_id)
+    assert answer["requeued"] == ["long"]
+    assert client.get_node("p", node_id).state == "preempted"
+    task = client.get_task("j", "long")
+    assert task.state == "active" and task.execution_info.requeue_count == 1
+    gate.touch()
+    wait_until(lambda: client.get_task("j", "long").state == "completed", timeout=10)
+    task = client.get_task("j", "long")
+    assert (task.execution_info.exit_code, task.execution_info.requeue_count) == (0, 1)
+    assert client.get_node("p", node_id).state == "idle"
+
+
+def test_unusable_node_gets_no_tasks(
+    batch_emulator: BatchEmulator, client: Any, make_pool: Any
+) -> None:
+    make_pool("p", nodes=2, slots=1)
+    batch_emulator.make_unusable("p", "tvmps_0001_d")
+    client.create_job(
+        models.BatchJobCreateOptions(id="j", pool_info=models.BatchPoolInfo(pool_id="p"))
+    )
+    client.create_tasks("j", [_task(f"t{i}", "true") for i in range(5)])
+    wait_until(_all_completed(client, "j", 5), timeout=10)
+    assert {t.node_info.node_id for t in client.list_tasks("j")} == {"tvmps_0002_d"}
+    assert client.get_node("p", "tvmps_0001_d").state == "unusable"
+
+
+def test_job_terminate_and_delete(client: Any, make_pool: Any) -> None:
+    make_pool("p", nodes=1, slots=1)
+    client.create_job(
+        models.BatchJobCreateOptions(id="j", pool_info=models.BatchPoolInfo(pool_id="p"))
+    )
+    client.create_task("j", _task("a", "sleep 30"))
+    wait_until(lambda: client.get_task("j", "a").state == "running", timeout=10)
+    client.create_task("j", _task("b", "true"))  # waits for the only slot
+    # SDK quirk: begin_terminate_job needs options (without, it fails building the request).
+    from azure.batch.models._models import BatchJobTerminateOptions
+
+    options = BatchJobTerminateOptions(termination_reason="Stop")
+    client.begin_terminate_job("j", options=options, polling_interval=0.05).result()
+    job = client.get_job("j")
+    assert job.state == "completed" and job.execution_info.pool_id == "p"
+    assert job.execution_info.termination_reason == "Stop"
+    # The running task is ended; the active one stays active, never scheduled.
+    states = {t.id: t.state for t in client.list_tasks("j")}
+    assert states == {"a": "completed", "b": "active"}
+    assert client.get_task("j", "a").execution_info.failure_info.code == "TaskEnded"
+    wait_until(lambda: client.get_node("p", "tvmps_0001_d").state == "idle", timeout=5)
+    client.begin_delete_job("j", polling_interval=0.05).result()
+    assert [j.id for j in client.list_jobs()] == []
+
+
+def test_task_collection_reports_duplicates_per_task(client: Any, make_pool: Any) -> None:
+    client.create_job(
+        models.BatchJobCreateOptions(id="j", pool_info=models.BatchPoolInfo(pool_id="none"))
+    )
+    client.create_task("j", _task("a", "true"))
+    result = client.create_task_collection(
+        "j", models.BatchTaskGroup(task_values=[_task("a", "true"), _task("b", "true")])
+    )
+    status = {
+        r.task_id: (r.status, r.error.code if r.error else None) for r in result.result_values
+    }
+    assert status == {"a": ("clienterror", "TaskExists"), "b": ("success", None)}
+    assert client.get_job_task_counts("j").task_counts.active == 2
+
+
+def test_task_resource_files_in_and_output_files_out(client: Any, make_pool: Any) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    blobs: dict[str, bytes] = {"/c/input.txt": b"21"}
+
+    class BlobStore(BaseHTTPRequestHandler):  # a stand-in for Azurite's Blob service
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            data = blobs.get(self.path.split("?")[0])
+            self.send_response(200 if data is not None else 404)
+            self.send_header("Content-Length", str(len(data or b"")))
+            self.end_headers()
+            self.wfile.write(data or b"")
+
+        def do_PUT(self) -> None:
+            assert self.headers["x-ms-blob-type"] == "BlockBlob" and "sig=x" in self.path
+            blobs[self.path.split("?")[0]] = self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(201)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BlobStore)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        make_pool("p", nodes=1)
+        client.create_job(
+            models.BatchJobCreateOptions(id="j", pool_info=models.BatchPoolInfo(pool_id="p"))
+        )
+
+        def output(pattern: str, path: str, condition: str) -> Any:
+            return models.OutputFile(
+                file_pattern=pattern,
+                destination=models.OutputFileDestination(
+                    container=models.OutputFileBlobContainerDestination(
+                        container_url=f"{base}/out?sig=x", path=path
+                    )
+                ),
+                upload_options=models.OutputFileUploadConfiguration(upload_condition=condition),
+            )
+
+        task = _task(
+            "io",
+            "mkdir -p res && echo $(( $(cat in/input.txt) * 2 )) > res/answer.txt",
+            resource_files=[
+                models.ResourceFile(http_url=f"{base}/c/input.txt?sig=r", file_path="in/input.txt")
+            ],
+            output_files=[
+                output("res/*.txt", "io/results", "tasksuccess"),
+                output("../stdout.txt", "io/stdout.txt", "taskcompletion"),
+                output("../stderr.txt", "io/stderr.txt", "taskfailure"),
+            ],
+        )
+        client.create_task("j", task)
+        wait_until(lambda: client.get_task("j", "io").state == "completed", timeout=10)
+        assert client.get_task("j", "io").execution_info.result == "success"
+        assert blobs["/out/io/results/answer.txt"] == b"42\n"
+        assert "/out/io/stdout.txt" in blobs and "/out/io/stderr.txt" not in blobs
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_emulator_stop_kills_task_processes(tmp_path: Any) -> None:
+    from azure.batch import BatchClient
+    from azure.core.credentials import AzureNamedKeyCredential
+
+    from tests.conftest import process_exists
+
+    pid_file = tmp_path / "pid"
+    with BatchEmulator() as emulator:
+        credential = AzureNamedKeyCredential(emulator.account_name, emulator.account_key)
+        client = BatchClient(endpoint=emulator.url, credential=credential)
+        client.create_pool(
+            models.BatchPoolCreateOptions(id="p", vm_size="d2", target_dedicated_nodes=1)
+        )
+        client.create_job(
+            models.BatchJobCreateOptions(id="j", pool_info=models.BatchPoolInfo(pool_id="p"))
+        )
+        client.create_task("j", _task("sleeper", f"sleep 60 & echo $! > {pid_file}; wait"))
+        wait_until(lambda: pid_file.exists() and pid_file.read_text().strip() != "", timeout=10)
+        pid = int(pid_file.read_text())
+        assert process_exists(pid)
+    wait_until(lambda: not process_exists(pid), timeout=5, what="the task's child to be killed")
+
+
+def test_task_terminate_delete_files_and_remove_nodes(client: Any, make_pool: Any) -> None:
+    make_pool("p", nodes=2, slots=1)
+    client.create_job(
+        models.BatchJobCreateOptions(id="j", pool_info=models.BatchPoolInfo(pool_id="p"))
+    )
+    client.create_task("j", _task("long", "echo started; sleep 30"))
+    client.create_task("j", _task("short", "echo done"))
+    wait_until(lambda: client.get_task("j", "long").state == "running", timeout=10)
+    wait_until(lambda: client.get_task("j", "short").state == "completed", timeout=10)
+    names = {f.name for f in client.list_task_files("j", "short")}
+    assert {"stdout.txt", "stderr.txt", "wd"} <= names
+    client.terminate_task("j", "long")
+    long = client.get_task("j", "long")
+    assert long.state == "completed" and long.execution_info.failure_info.code == "TaskEnded"
+    client.delete_task("j", "short")
+    assert [t.id for t in client.list_tasks("j")] == ["long"]
+    node_ids = [n.id for n in client.list_nodes("p")]
+    client.begin_remove_nodes(
+        "p", models.BatchNodeRemoveOptions(node_ids=node_ids[:1]), polling_interval=0.05
+    ).result()
+    assert [n.id for n in client.list_nodes("p")] == node_ids[1:]
+    assert client.get_pool("p").target_dedicated_nodes == 1
