@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from azhpc.core.job import Job, Progress
     from azhpc.executor import Executor
     from azhpc.pools import PoolSpec
+    from azhpc.pools.pool import Pool
     from azhpc.scatter import attach, map, map_blocks, map_partitions, submit, submit_map
     from azhpc.session import Session, connect
 
@@ -56,6 +57,7 @@ _LAZY = {
     "Job": "azhpc.core.job",
     "Progress": "azhpc.core.job",
     "PoolSpec": "azhpc.pools",
+    "Pool": "azhpc.pools.pool",
 }
 
 __all__ = [
@@ -66,6 +68,7 @@ __all__ = [
     "GatherError",
     "Job",
     "JobCancelledError",
+    "Pool",
     "PoolSpec",
     "Progress",
     "SerializationError",

@@ -66,7 +66,13 @@ DEFAULT_LAKE_ROOT = "~/.azhpc/lake"
 DEFAULT_CONFIG_PATH = "~/.config/azhpc/config.toml"
 
 #: Settings holding secrets: wrapped in :class:`Secret`, never shown.
-SECRET_SETTINGS = ("account_key", "connection_string", "sas_token", "credential")
+SECRET_SETTINGS = (
+    "account_key",
+    "connection_string",
+    "sas_token",
+    "credential",
+    "batch_account_key",
+)
 
 #: Environment variable of each setting (``credential`` has none: it is an object).
 ENVIRONMENT = {
@@ -77,6 +83,9 @@ ENVIRONMENT = {
     "account_key": "AZHPC_ACCOUNT_KEY",
     "connection_string": "AZHPC_CONNECTION_STRING",
     "sas_token": "AZHPC_SAS_TOKEN",
+    "batch_url": "AZHPC_BATCH_URL",
+    "batch_account_name": "AZHPC_BATCH_ACCOUNT_NAME",
+    "batch_account_key": "AZHPC_BATCH_ACCOUNT_KEY",
     "workers": "AZHPC_WORKERS",
     "slots": "AZHPC_SLOTS",
 }
@@ -84,7 +93,7 @@ ENVIRONMENT = {
 _LAKE_SETTINGS = {
     "local": ("lake_root",),
     "emulated": ("container",),
-    "azure": ("account_name", "container", *SECRET_SETTINGS),
+    "azure": ("account_name", "container", "batch_url", "batch_account_name", *SECRET_SETTINGS),
 }
 
 _REDACTED = "***"
@@ -189,6 +198,13 @@ class Settings:
         ``emulated``/``azure``: the container (ADLS Gen2 "file system") holding the lake.
     account_key, connection_string, sas_token, credential : Secret or None
         ``azure``: how to authenticate; none of them means ``DefaultAzureCredential``.
+    batch_url, batch_account_name : str or None
+        ``azure``: the Batch account's endpoint (``https://<name>.<region>.batch.azure.com``)
+        and name (default: the URL's first label). Without ``batch_url`` the profile has no
+        Batch compute.
+    batch_account_key : Secret or None
+        ``azure``: the Batch account's shared key; none means Azure AD (``credential``, else
+        ``DefaultAzureCredential``).
     workers : int or None
         Worker processes of the local backend; ``None``: one per CPU core.
     slots : int
@@ -207,6 +223,9 @@ class Settings:
     connection_string: Secret | None = None
     sas_token: Secret | None = None
     credential: Secret | None = None
+    batch_url: str | None = None
+    batch_account_name: str | None = None
+    batch_account_key: Secret | None = None
     workers: int | None = None
     slots: int = 1
     sources: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False)
@@ -215,7 +234,7 @@ class Settings:
         shown = [f"profile={self.profile!r}"]
         if self.name != self.profile:
             shown.append(f"name={self.name!r}")
-        for field in ("lake_root", "account_name", "container"):
+        for field in ("lake_root", "account_name", "container", "batch_url"):
             if field in _LAKE_SETTINGS[self.profile]:
                 shown.append(f"{field}={getattr(self, field)!r}")
         for field in SECRET_SETTINGS:

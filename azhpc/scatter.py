@@ -66,20 +66,26 @@ def run_pieces(
     ``shared``, the object is staged once for the whole job and each task calls
     ``function(shared, piece)``.
     """
+    import contextlib
+
+    from azhpc.core.payload import local_modules_by_value
+
     retries = _check_retries(retries)
     job_id = new_job_id()
-    tasks = tuple(
-        TaskSpec(JobSpec.task_id(i), i, encode(piece, what=f"the input of task {i}"))
-        for i, piece in enumerate(pieces)
-    )
-    spec = JobSpec(
-        job_id=job_id,
-        name=name,
-        function=encode(function, what=f"the function {name}", out_of_band=False),
-        tasks=tasks,
-        retries=retries,
-        shared=None if shared is None else encode(shared, what="the shared input"),
-    )
+    remote = getattr(session.backend, "remote_nodes", False)
+    with local_modules_by_value() if remote else contextlib.nullcontext():
+        tasks = tuple(
+            TaskSpec(JobSpec.task_id(i), i, encode(piece, what=f"the input of task {i}"))
+            for i, piece in enumerate(pieces)
+        )
+        spec = JobSpec(
+            job_id=job_id,
+            name=name,
+            function=encode(function, what=f"the function {name}", out_of_band=False),
+            tasks=tasks,
+            retries=retries,
+            shared=None if shared is None else encode(shared, what="the shared input"),
+        )
     return session.run_job(spec, gather)
 
 

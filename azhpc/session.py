@@ -73,14 +73,20 @@ class Session:
         progress_after: float = 1.0,
         lake: Any = None,
         store: JobStore | None = None,
+        owns_lake: bool = True,
     ) -> None:
         self.profile = profile
+        self.owns_lake = owns_lake
         self.backend = backend
         self.lake = lake
         self.store = store
         self.progress = progress
         self.progress_after = progress_after
         self._jobs: weakref.WeakSet[Job] = weakref.WeakSet()
+        #: Closed after the backend and before the lake (e.g. the Batch emulator).
+        self._owned: list[Any] = []
+        #: The Batch account of a session whose tasks run on Batch, else ``None``.
+        self.batch_account: Any = None
         self._closed = False
         _open_sessions.add(self)
 
@@ -114,9 +120,13 @@ class Session:
         for job in list(self._jobs):
             if not job.done():
                 job.cancel()
-        self.backend.close()
-        if self.lake is not None and hasattr(self.lake, "close"):
-            self.lake.close()
+        try:
+            self.backend.close()
+        finally:
+            for closable in reversed(self._owned):
+                closable.stop() if hasattr(closable, "stop") else closable.close()
+            if self.owns_lake and self.lake is not None and hasattr(self.lake, "close"):
+                self.lake.close()
         with _default_lock:
             if _default is self:
                 _default = None
@@ -130,6 +140,9 @@ class Session:
         job = Job(spec, gather=gather, canceller=self.backend.cancel)
         self._jobs.add(job)
         if self.store is None:
+            self.backend.submit(spec, job)
+        elif getattr(self.backend, "stores_outcomes", False):
+            self.store.save_job(spec, gather)
             self.backend.submit(spec, job)
         else:
             from azhpc.staging import PersistingEvents
@@ -159,7 +172,8 @@ class Session:
         for task_id, outcome in finished.items():
             job.task_completed(task_id, outcome)
         if runnable.tasks:
-            events = job if self.store is None else PersistingEvents(job, self.store, spec.job_id)
+            plain = self.store is None or getattr(self.backend, "stores_outcomes", False)
+            events = job if plain else PersistingEvents(job, self.store, spec.job_id)
             self.backend.submit(runnable, events)
         return job
 
@@ -312,14 +326,19 @@ def connect(
         credential=credential,
     )
     if backend is None:
-        if settings.profile == "azure":
+        backend = "local" if settings.profile == "local" else "batch"
+        if settings.profile == "azure" and not settings.batch_url:
             raise ConfigError(
-                f"Azure Batch compute for the azure profile {settings.name!r} is not available "
-                "in this version of azhpc; it arrives with the Batch backend. For the Azure "
-                "lake with tasks in local worker processes, use "
-                f"azhpc.connect({settings.name!r}, backend='local')"
+                f"the azure profile {settings.name!r} has no Batch account: set batch_url "
+                f"({settings.where('batch_url')}) for Azure Batch compute, or use "
+                f"azhpc.connect({settings.name!r}, backend='local') for the Azure lake with "
+                "tasks in local worker processes"
             )
-        backend = "local"  # local; emulated until the Batch REST emulator arrives
+    if backend == "batch":
+        session = _connect_batch(settings, progress, progress_after, durable)
+        session.settings = settings
+        _make_default(session)
+        return session
     from azhpc.backends import backend_class
 
     cls = backend_class(backend)
@@ -351,6 +370,92 @@ def connect(
     )
     session.settings = settings
     _make_default(session)
+    return session
+
+
+#: The VM size of the emulated profile's own pool (any size of the price table would do).
+EMULATED_VM_SIZE = "Standard_D2s_v5"
+
+
+def _connect_batch(
+    settings: Any, progress: bool | None, progress_after: float, durable: bool | None
+) -> Session:
+    """A session whose tasks run on Azure Batch, or on the Batch emulator (``emulated``).
+
+    ``emulated`` starts Azurite and the Batch emulator (closed with the session) and gives the
+    session a pool of its own (``workers`` nodes, ``slots`` task slots each), created when the
+    first job needs it and deleted when the session closes. On ``azure`` jobs run on an
+    ``azhpc.Pool``.
+    """
+    import secrets
+
+    from azhpc.backends.batch import BatchBackend
+    from azhpc.backends.batch_account import BatchAccount
+    from azhpc.pools.pool import BatchPool
+    from azhpc.pools.spec import PoolSpec
+    from azhpc.staging import JobStore
+
+    if settings.profile == "local":
+        raise ConfigError(
+            "the batch backend needs a lake Batch nodes can reach: connect to the 'emulated' "
+            "or 'azure' profile"
+        )
+    if durable is False:
+        raise ConfigError(
+            "Batch jobs always keep their inputs and outcomes in the lake (the nodes read and "
+            "write them there); leave durable= unset"
+        )
+    owned: list[Any] = []
+    lake = _open_lake(settings)
+    try:
+        if settings.profile == "emulated":
+            from azhpc.config import Secret
+            from azhpc.emulator import BatchEmulator
+
+            emulator = BatchEmulator().start()
+            owned.append(emulator)
+            account = BatchAccount(
+                emulator.url,
+                emulator.account_name,
+                key=Secret(emulator.account_key),
+                emulator=emulator,
+                where="the emulator's own key",
+            )
+            spec = PoolSpec(
+                f"azhpc-session-{secrets.token_hex(3)}",
+                EMULATED_VM_SIZE,
+                nodes=settings.workers or 2,
+                task_slots_per_node=settings.slots,
+            )
+            pool: BatchPool | None = BatchPool(account, spec, show=progress)
+            poll_interval = 0.2
+        else:
+            account = BatchAccount(
+                settings.batch_url.rstrip("/"),
+                settings.batch_account_name
+                or settings.batch_url.split("//", 1)[-1].split(".", 1)[0],
+                key=settings.batch_account_key,
+                credential=settings.credential,
+                where=settings.where("batch_account_key"),
+            )
+            pool, poll_interval = None, 2.0
+        store = JobStore(lake.filesystem(), lake.fs_path(JOBS_FOLDER))
+        backend = BatchBackend(account, pool, lake, store, poll_interval=poll_interval)
+    except BaseException:
+        for closable in reversed(owned):
+            closable.close() if hasattr(closable, "close") else closable.stop()
+        lake.close()
+        raise
+    session = Session(
+        settings.profile,
+        backend,
+        progress=progress,
+        progress_after=progress_after,
+        lake=lake,
+        store=store,
+    )
+    session._owned.extend(owned)
+    session.batch_account = account
     return session
 
 

@@ -6,6 +6,7 @@ A :class:`JobStore` keeps, under one folder of any fsspec filesystem (the sessio
                                            shared inputs, gather functions (written once)
     jobs/<job_id>/manifest.json            what the job is: its tasks and their payloads
     jobs/<job_id>/outcomes/<task_id>       each finished task's outcome
+    jobs/<job_id>/logs/<task_id>/          stdout/stderr of a Batch task that failed
 
 The manifest is written after every payload it names, and each outcome is committed whole
 (a temporary name renamed into place on file systems; a single upload, which object stores
@@ -138,6 +139,8 @@ class JobStore:
         self.root = root.rstrip("/")
         protocols = fs.protocol if isinstance(fs.protocol, tuple | list) else (fs.protocol,)
         self._object_store = bool(_OBJECT_STORES & set(protocols))
+        self._manifests: dict[str, JobManifest] = {}
+        self._stored: set[str] = set()  # digests known to be in the store
 
     def __repr__(self) -> str:
         return f"<JobStore {type(self.fs).__name__}:{self.root}>"
@@ -169,16 +172,37 @@ class JobStore:
     def put_payload(self, payload: Payload) -> str:
         """Store ``payload`` under its content hash (once); return the hash."""
         digest = payload.digest()
+        if digest in self._stored:
+            return digest
         path = self._payload_path(digest)
         if not self.fs.exists(path):
             self._commit(path, payload_to_bytes(payload))
+        self._stored.add(digest)
         return digest
+
+    def _put_payloads(self, payloads: list[Payload]) -> list[str]:
+        """Store many payloads (once each); on object stores, uploaded concurrently."""
+        digests = [p.digest() for p in payloads]
+        if not self._object_store:
+            return [self.put_payload(p) for p in payloads]
+        new = {
+            self._payload_path(d): p
+            for d, p in zip(digests, payloads, strict=True)
+            if d not in self._stored
+        }
+        if new:
+            # Content-addressed: uploading a payload that is there already rewrites the same
+            # bytes, which is cheaper than asking first for thousands of small ones.
+            self.fs.pipe({path: payload_to_bytes(p) for path, p in new.items()})
+            self._stored.update(digests)
+        return digests
 
     def save_job(self, spec: JobSpec, gather: Callable[[list[Any]], Any]) -> JobManifest:
         """Store every payload of ``spec`` and its gather function, then the manifest."""
         import azhpc
 
-        tasks = tuple((t.task_id, t.index, self.put_payload(t.input)) for t in spec.tasks)
+        digests = self._put_payloads([t.input for t in spec.tasks])
+        tasks = tuple((t.task_id, t.index, d) for t, d in zip(spec.tasks, digests, strict=True))
         manifest = JobManifest(
             job_id=spec.job_id,
             name=spec.name,
@@ -193,6 +217,7 @@ class JobStore:
         )
         key = self.keys.new_key(spec.job_id)
         self._commit(f"{self._job_dir(spec.job_id)}/manifest.json", manifest.to_json(key).encode())
+        self._manifests[spec.job_id] = manifest
         return manifest
 
     def save_outcome(self, job_id: str, task_id: str, outcome: TaskOutcome) -> None:
@@ -221,7 +246,30 @@ class JobStore:
                 f"no durable job {job_id!r} in {self!r}{hint}. Jobs are kept only by sessions "
                 "with durable jobs on (azhpc.connect(..., durable=True))."
             ) from None
-        return JobManifest.from_json(text, self.keys)
+        manifest = JobManifest.from_json(text, self.keys)
+        self._manifests[job_id] = manifest
+        return manifest
+
+    def manifest(self, job_id: str) -> JobManifest:
+        """The manifest of ``job_id``, from memory if this store saved or loaded it."""
+        return self._manifests.get(job_id) or self.load_manifest(job_id)
+
+    def read_outcome(self, job_id: str, task_id: str) -> TaskOutcome | None:
+        """The stored outcome of one task, its seal checked; ``None`` if there is none."""
+        what = f"the outcome of {task_id} of {job_id}"
+        try:
+            sealed = self.fs.cat_file(self._outcome_path(job_id, task_id))
+        except FileNotFoundError:
+            return None
+        data = unseal(self.keys.key(job_id), sealed, what=what)
+        return decode(payload_from_bytes(data, what=what))
+
+    def read_log(self, job_id: str, task_id: str, name: str) -> bytes | None:
+        """A log file a Batch task left (``stderr.txt``, ``stdout.txt``), or ``None``."""
+        try:
+            return self.fs.cat_file(f"{self._job_dir(job_id)}/logs/{task_id}/{name}")
+        except FileNotFoundError:
+            return None
 
     def load_payload(self, digest: str) -> Payload:
         """A stored payload, checked against its content hash."""
@@ -235,7 +283,7 @@ class JobStore:
         return payload
 
     def finished_outcomes(self, job_id: str) -> dict[str, TaskOutcome]:
-        """The outcomes stored so far for ``job_id``, by task id."""
+        """The successful outcomes stored so far for ``job_id``, by task id."""
         folder = f"{self._job_dir(job_id)}/outcomes"
         if not self.fs.exists(folder):
             return {}
@@ -247,7 +295,9 @@ class JobStore:
                 continue  # a write in progress
             what = f"the outcome of {name} of {job_id}"
             data = unseal(key, self.fs.cat_file(path), what=what)
-            found[name] = decode(payload_from_bytes(data, what=what))
+            outcome = decode(payload_from_bytes(data, what=what))
+            if outcome.ok:  # a failure (or a failed attempt a Batch retry follows) runs again
+                found[name] = outcome
         return found
 
     def rebuild(

@@ -4,6 +4,7 @@ Usage::
 
     python -m azhpc.worker node                          # a local backend node (pipes)
     python -m azhpc.worker run FUNCTION INPUT OUTCOME    # one storage-staged task (files)
+    python -m azhpc.worker batch                         # one Batch task (its working folder)
 
 Both are thin wrappers: :func:`azhpc.backends.local_node.serve` and
 :func:`azhpc.core.worker.run_files` are ordinary functions that tests call directly.
@@ -28,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
         from azhpc.core.worker import run_files
 
         return run_files(*args[1:])
+    if args == ["batch"]:
+        from azhpc.core.worker import run_batch_task
+
+        return run_batch_task()
     print(f"usage:{USAGE}", file=sys.stderr)
     return 2
 

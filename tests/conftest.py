@@ -11,8 +11,22 @@ import pytest
 
 import azhpc
 
-#: The backends every conformance test runs on.
-BACKENDS = ("local", "debug")
+#: The backends every conformance test runs on ("batch": the Batch backend on the emulated
+#: profile, i.e. the real azure-batch SDK against azhpc's Batch emulator, with Azurite).
+BACKENDS = ("local", "debug", "batch")
+
+
+def batch_available() -> bool:
+    """Whether the Batch backend can run here: azure-batch installed and Azurite installed."""
+    try:
+        import azure.batch  # noqa: F401
+
+        from azhpc.emulator import find_azurite
+
+        find_azurite()
+    except Exception:
+        return False
+    return True
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -27,9 +41,27 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["AZHPC_CONFIG"] = str(home / "no-config.toml")
 
 
+@pytest.fixture(scope="session")
+def batch_session() -> Iterator[azhpc.Session]:
+    """One ``emulated`` session on the Batch backend (2 nodes, 2 slots each), shared by the
+    tests that use it: Azurite, the Batch emulator and the pool start once."""
+    if not batch_available():
+        pytest.skip("the Batch backend needs azure-batch and Azurite (./dev test installs both)")
+    with azhpc.connect("emulated", workers=2, slots=2, progress=False) as s:
+        yield s
+
+
 @pytest.fixture(params=BACKENDS)
 def session(request: pytest.FixtureRequest) -> Iterator[azhpc.Session]:
-    """A session on each backend (2 local workers), closed after the test."""
+    """A session on each backend (2 local workers, or 2 Batch nodes), closed after the test
+    (the Batch session is shared: it is made the default again for each test)."""
+    if request.param == "batch":
+        from azhpc.session import _make_default
+
+        s = request.getfixturevalue("batch_session")
+        _make_default(s)
+        yield s
+        return
     with azhpc.connect(workers=2, backend=request.param, progress=False) as s:
         yield s
 

@@ -10,10 +10,12 @@ defined in a notebook travel by value.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,3 +194,56 @@ def read_payload_file(path: str) -> Payload:
             raise SerializationError(f"payload file {path} is empty (it was not written whole)")
         mapped = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
     return _parse_payload(memoryview(mapped), f"payload file {path}")
+
+
+def _installed_roots() -> tuple[str, ...]:
+    import os
+    import sysconfig
+
+    roots = {sysconfig.get_path(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")}
+    roots |= {sys.prefix, sys.base_prefix, sys.exec_prefix}
+    import azhpc
+
+    roots.add(os.path.dirname(os.path.abspath(azhpc.__file__)))
+    return tuple(os.path.abspath(r) + os.sep for r in roots if r)
+
+
+def local_modules() -> list[str]:
+    """Names of imported modules that live in the user's own files (not the standard library,
+    not an installed package, not azhpc): a remote node cannot import them."""
+    import os
+
+    roots = _installed_roots()
+    names = []
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if not path or name == "__main__" or name.startswith("azhpc"):
+            continue
+        if not os.path.abspath(path).startswith(roots):
+            names.append(name)
+    return names
+
+
+@contextlib.contextmanager
+def local_modules_by_value() -> Iterator[None]:
+    """While active, functions and classes of the user's own modules are pickled with their
+    code (``cloudpickle.register_pickle_by_value``), as ``__main__``'s always are: for nodes
+    that do not have the user's files (Batch)."""
+    registered = []
+    for name in local_modules():
+        module = sys.modules.get(name)
+        if module is None:
+            continue
+        try:
+            cloudpickle.register_pickle_by_value(module)
+        except ValueError:  # already registered, or not a proper module
+            continue
+        registered.append(module)
+    try:
+        yield
+    finally:
+        for module in registered:
+            try:
+                cloudpickle.unregister_pickle_by_value(module)
+            except ValueError:
+                pass

@@ -19,7 +19,17 @@ from azhpc.core.payload import Payload, encode, read_payload_file, write_payload
 from azhpc.core.states import TaskResult
 from azhpc.errors import SerializationError
 
-__all__ = ["encode_outcome", "run_files", "run_task"]
+__all__ = ["BATCH_FILES", "encode_outcome", "run_batch_task", "run_files", "run_task"]
+
+#: The files of a Batch task in its working folder: inputs (ResourceFiles) and outcome.
+BATCH_FILES = {
+    "function": "azhpc-function",
+    "input": "azhpc-input",
+    "shared": "azhpc-shared",
+    "outcome": "azhpc-outcome",
+}
+#: The environment variable holding the job's HMAC key (hex) on Batch nodes.
+JOB_KEY_VARIABLE = "AZHPC_JOB_KEY"
 
 #: Keep at most this much of what a task prints (the end of it).
 OUTPUT_LIMIT = 1 << 20
@@ -132,4 +142,54 @@ def run_files(function_path: str, input_path: str, outcome_path: str) -> int:
     tmp = f"{outcome_path}.partial-{os.getpid()}"
     write_payload_file(tmp, payload)
     os.replace(tmp, outcome_path)
+    return 0 if outcome.ok else 1
+
+
+def run_batch_task(working_dir: str = ".") -> int:
+    """Run one Batch task from the files its ResourceFiles put in ``working_dir``.
+
+    Reads :data:`BATCH_FILES` ``function``, ``input`` and (if present) ``shared``, runs the
+    task, and writes its outcome, sealed with the job's key from ``$AZHPC_JOB_KEY`` so that the
+    client can tell it was written by this job, to the ``outcome`` file, which the task's
+    OutputFiles upload. Returns 0 when the task succeeded and 1 when it failed, so that Batch's
+    ``maxTaskRetryCount`` retries failed tasks.
+    """
+    import dataclasses
+    import functools
+    import os
+
+    from azhpc.core.payload import decode, payload_from_bytes, payload_to_bytes
+    from azhpc.core.signing import seal
+
+    key_hex = os.environ.get(JOB_KEY_VARIABLE)
+    if not key_hex:
+        print(
+            f"azhpc: ${JOB_KEY_VARIABLE} is not set; this task was not started by azhpc",
+            file=sys.stderr,
+        )
+        return 2
+    key = bytes.fromhex(key_hex)
+
+    def load(name: str) -> Any:
+        with open(os.path.join(working_dir, BATCH_FILES[name]), "rb") as f:
+            return decode(payload_from_bytes(f.read(), what=f"the task's {name}"))
+
+    try:
+        function = load("function")
+        if os.path.exists(os.path.join(working_dir, BATCH_FILES["shared"])):
+            function = functools.partial(function, load("shared"))
+        task_input = load("input")
+    except Exception as exc:  # e.g. a module the node does not have: the task's failure
+        outcome = TaskOutcome(TaskResult.FAILURE, error=RemoteError.capture(exc))
+    else:
+        outcome = run_task(function, task_input)
+    node = os.environ.get("AZ_BATCH_NODE_ID")
+    if node:
+        outcome = dataclasses.replace(outcome, node=node)
+    data = seal(key, payload_to_bytes(encode_outcome(outcome)))
+    path = os.path.join(working_dir, BATCH_FILES["outcome"])
+    tmp = f"{path}.partial-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
     return 0 if outcome.ok else 1

@@ -46,7 +46,9 @@ def _iso_minutes(minutes: int) -> str:
     return f"PT{minutes}M" if minutes < 60 or minutes % 60 else f"PT{minutes // 60}H"
 
 
-def start_task_script(spec: PoolSpec, *, azhpc_requirement: str | None = None) -> str:
+def start_task_script(
+    spec: PoolSpec, *, azhpc_requirement: str | None = None, node_python: str | None = None
+) -> str:
     """The bash script the start task runs on each node as it joins the pool.
 
     It installs uv, a Python of ``spec.python`` in a virtual environment under the node's
@@ -61,6 +63,10 @@ def start_task_script(spec: PoolSpec, *, azhpc_requirement: str | None = None) -
     azhpc_requirement
         How pip finds azhpc on the node (default ``azhpc==<this version>``; a wheel URL with
         a read-only SAS works too).
+    node_python
+        An interpreter that already has azhpc and the requirements on every node (the Batch
+        emulator's nodes are folders on this machine, so they use the client's own
+        interpreter and install nothing). The environment is still recorded the same way.
 
     Returns
     -------
@@ -83,7 +89,14 @@ def start_task_script(spec: PoolSpec, *, azhpc_requirement: str | None = None) -
     ]
     packages = [azhpc_req, _cloudpickle_requirement()]
     requirements = spec.requirements
-    if isinstance(requirements, Path) and requirements.suffix.lower() in (".yml", ".yaml"):
+    if node_python is not None:
+        lines = [*lines[:6], "# 1-3. this node already has its Python environment: point at it"]
+        lines += [
+            'mkdir -p "$ENV_DIR/bin"',
+            f'printf \'#!/bin/sh\\nexec %s "$@"\\n\' {q(q(node_python))} > "$ENV_DIR/bin/python"',
+            'chmod +x "$ENV_DIR/bin/python"',
+        ]
+    elif isinstance(requirements, Path) and requirements.suffix.lower() in (".yml", ".yaml"):
         lines += [
             f"# 2. the conda environment from {requirements.name}, with Python {spec.python}",
             "curl -Ls https://micro.mamba.pm/api/micromamba/linux-64/latest | "
@@ -137,15 +150,17 @@ def start_task_command_line(script: str) -> str:
     )
 
 
-def to_batch_pool(spec: PoolSpec, *, azhpc_requirement: str | None = None) -> dict[str, Any]:
+def to_batch_pool(
+    spec: PoolSpec, *, azhpc_requirement: str | None = None, node_python: str | None = None
+) -> dict[str, Any]:
     """The REST ``PoolAddParameter`` body for ``spec`` (the SDK's ``BatchPoolCreateOptions``).
 
     Parameters
     ----------
     spec
         A validated pool specification.
-    azhpc_requirement
-        How pip finds azhpc on the nodes (see :func:`start_task_script`).
+    azhpc_requirement, node_python
+        How the nodes get azhpc (see :func:`start_task_script`).
 
     Returns
     -------
@@ -184,7 +199,7 @@ def to_batch_pool(spec: PoolSpec, *, azhpc_requirement: str | None = None) -> di
     if spec.mpi:
         # Multi-instance tasks need a node each: never pack them (Batch's default is spread).
         body["taskSchedulingPolicy"] = {"nodeFillType": "spread"}
-    script = start_task_script(spec, azhpc_requirement=azhpc_requirement)
+    script = start_task_script(spec, azhpc_requirement=azhpc_requirement, node_python=node_python)
     body["startTask"] = {
         "commandLine": start_task_command_line(script),
         "userIdentity": {"autoUser": {"scope": "pool", "elevationLevel": "admin"}},

@@ -70,6 +70,20 @@ class CostEstimate:
         """Whether the table had every price this estimate needs."""
         return self.per_hour is not None
 
+    def summary_line(self) -> str:
+        """One line: the nodes and the total per hour (for progress displays)."""
+        nodes = (
+            " + ".join(
+                f"{count} x {self.vm_size}{' spot' if kind == 'spot' else ''}"
+                for count, kind in ((self.dedicated_nodes, ""), (self.spot_nodes, "spot"))
+                if count
+            )
+            or f"0 x {self.vm_size}"
+        )
+        total = self.per_hour
+        cost = f"about {total:.2f} {self.currency}/hour" if total is not None else "price unknown"
+        return f"{nodes}, {cost}"
+
     def __str__(self) -> str:
         lines = []
         for count, kind, per_node, total in (

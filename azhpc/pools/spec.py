@@ -242,12 +242,14 @@ class PoolSpec:
             notes.append("autoscale formula: node count unknown until Batch evaluates it")
         return estimate_cost(self.size, dedicated, spot, extra_notes=tuple(notes))
 
-    def to_batch_pool(self, *, azhpc_requirement: str | None = None) -> dict[str, Any]:
+    def to_batch_pool(
+        self, *, azhpc_requirement: str | None = None, node_python: str | None = None
+    ) -> dict[str, Any]:
         """The Batch REST ``PoolAddParameter`` / SDK ``BatchPoolCreateOptions`` as a JSON-able
         dict (camelCase keys). See :func:`azhpc.pools.batch_pool.to_batch_pool`."""
         from azhpc.pools.batch_pool import to_batch_pool
 
-        return to_batch_pool(self, azhpc_requirement=azhpc_requirement)
+        return to_batch_pool(self, azhpc_requirement=azhpc_requirement, node_python=node_python)
 
     def start_task_script(self, *, azhpc_requirement: str | None = None) -> str:
         """The bash script the pool's start task runs on every node (readable form)."""

@@ -128,6 +128,7 @@ class BatchEmulator:
         from azhpc.emulator.batch.faults import CONTROL_ROUTES
         from azhpc.emulator.batch.model import Store
         from azhpc.emulator.batch.routes_jobs import ROUTES as JOB_ROUTES
+        from azhpc.emulator.batch.routes_node_files import ROUTES as NODE_FILE_ROUTES
         from azhpc.emulator.batch.routes_pools import ROUTES as POOL_ROUTES
         from azhpc.emulator.batch.runner import Engine, Timings
         from azhpc.emulator.batch.server import BatchHTTPServer, Service
@@ -139,7 +140,7 @@ class BatchEmulator:
                 server = BatchHTTPServer(
                     (self.host, self.requested_port),
                     self.account_key,
-                    POOL_ROUTES + JOB_ROUTES,
+                    POOL_ROUTES + NODE_FILE_ROUTES + JOB_ROUTES,
                     CONTROL_ROUTES,
                 )
             except OSError as e:

@@ -271,17 +271,14 @@ def terminate_task(service: Service, request: Request) -> Response:
         return Response(204)
 
 
-def _task_file(service: Service, request: Request) -> tuple[Task, Any]:
-    with service.store.lock:
-        task = service.store.task(request.args["jobId"], request.args["taskId"])
-        folder = task.task_dir
-    relative = request.args["filePath"]
+def _file_in(folder: Any, relative: str) -> Any:
+    """The file ``relative`` inside ``folder``; 404 if missing or outside it."""
     if folder is None:
         raise ApiError(404, "FileNotFound", "The specified file does not exist.")
     path = (folder / relative).resolve()
     if not path.is_relative_to(folder.resolve()) or not path.is_file():
         raise ApiError(404, "FileNotFound", "The specified file does not exist.")
-    return task, path
+    return path
 
 
 def _file_headers(service: Service, request: Request, path: Any) -> dict[str, str]:
@@ -297,11 +294,14 @@ def _file_headers(service: Service, request: Request, path: Any) -> dict[str, st
     }
 
 
-def download_task_file(service: Service, request: Request) -> Response:
-    """``GET /jobs/{jobId}/tasks/{taskId}/files/{filePath}`` (File_GetFromTask); ``ocp-range``."""
-    _, path = _task_file(service, request)
-    data = path.read_bytes()
+def file_response(service: Service, request: Request, folder: Any, *, body: bool) -> Response:
+    """A file of ``folder`` (``filePath`` argument): its bytes (``ocp-range`` honoured) with
+    Batch's file headers, or (``body=False``, for HEAD) the headers alone."""
+    path = _file_in(folder, request.args["filePath"])
     headers = _file_headers(service, request, path)
+    if not body:
+        return Response(200, None, headers)
+    data = path.read_bytes()
     byte_range = next((v for k, v in request.headers.items() if k.lower() == "ocp-range"), "")
     if byte_range.startswith("bytes="):
         start_text, _, end_text = byte_range[len("bytes=") :].partition("-")
@@ -312,44 +312,56 @@ def download_task_file(service: Service, request: Request) -> Response:
     return Response(200, data, headers)
 
 
+def file_items(folder: Any, request: Request, base: str) -> list[tuple[str, dict[str, Any]]]:
+    """The ``NodeFile`` list items of ``folder`` (``recursive`` query honoured)."""
+    items: list[tuple[str, dict[str, Any]]] = []
+    if folder is None or not folder.is_dir():
+        return items
+    recursive = request.query.get("recursive", "false").lower() == "true"
+    paths = folder.rglob("*") if recursive else folder.glob("*")
+    for path in sorted(paths):
+        name = path.relative_to(folder).as_posix()
+        stat = path.stat()
+        modified = utcnow().fromtimestamp(stat.st_mtime, tz=utcnow().tzinfo)
+        items.append(
+            (
+                name,
+                {
+                    "name": name,
+                    "url": f"{base}/{name}",
+                    "isDirectory": path.is_dir(),
+                    "properties": {
+                        "creationTime": rfc3339(modified),
+                        "lastModified": rfc3339(modified),
+                        "contentLength": 0 if path.is_dir() else stat.st_size,
+                        "contentType": "application/octet-stream",
+                        "fileMode": "0100644",
+                    },
+                },
+            )
+        )
+    return items
+
+
+def _task_folder(service: Service, request: Request) -> Any:
+    with service.store.lock:
+        return service.store.task(request.args["jobId"], request.args["taskId"]).task_dir
+
+
+def download_task_file(service: Service, request: Request) -> Response:
+    """``GET /jobs/{jobId}/tasks/{taskId}/files/{filePath}`` (File_GetFromTask); ``ocp-range``."""
+    return file_response(service, request, _task_folder(service, request), body=True)
+
+
 def task_file_properties(service: Service, request: Request) -> Response:
     """``HEAD /jobs/{jobId}/tasks/{taskId}/files/{filePath}`` (File_GetPropertiesFromTask)."""
-    _, path = _task_file(service, request)
-    return Response(200, None, _file_headers(service, request, path))
+    return file_response(service, request, _task_folder(service, request), body=False)
 
 
 def list_task_files(service: Service, request: Request) -> Response:
     """``GET /jobs/{jobId}/tasks/{taskId}/files`` (File_ListFromTask); ``recursive``."""
-    with service.store.lock:
-        task = service.store.task(request.args["jobId"], request.args["taskId"])
-        folder = task.task_dir
-    items: list[tuple[str, dict[str, Any]]] = []
-    if folder is not None and folder.is_dir():
-        recursive = request.query.get("recursive", "false").lower() == "true"
-        paths = folder.rglob("*") if recursive else folder.glob("*")
-        base = f"{service.base_url}/jobs/{task.job_id}/tasks/{task.id}/files"
-        for path in sorted(paths):
-            name = path.relative_to(folder).as_posix()
-            stat = path.stat()
-            modified = utcnow().fromtimestamp(stat.st_mtime, tz=utcnow().tzinfo)
-            items.append(
-                (
-                    name,
-                    {
-                        "name": name,
-                        "url": f"{base}/{name}",
-                        "isDirectory": path.is_dir(),
-                        "properties": {
-                            "creationTime": rfc3339(modified),
-                            "lastModified": rfc3339(modified),
-                            "contentLength": 0 if path.is_dir() else stat.st_size,
-                            "contentType": "application/octet-stream",
-                            "fileMode": "0100644",
-                        },
-                    },
-                )
-            )
     url = f"{service.base_url}/jobs/{request.args['jobId']}/tasks/{request.args['taskId']}/files"
+    items = file_items(_task_folder(service, request), request, url)
     return Response(200, odata.page(items, request.query, url))
 
 

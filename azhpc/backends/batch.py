@@ -1,0 +1,543 @@
+"""The Azure Batch backend: one Batch job per scatter, run through the ``azure-batch`` SDK.
+
+How a job runs:
+
+1. The session has already stored the job's payloads in the lake (content-addressed, once:
+   :class:`~azhpc.staging.JobStore`) and its manifest. A Batch job is created on the pool,
+   with the job's HMAC key in its environment.
+2. Tasks are added with the SDK's ``create_tasks`` (at most 100 per request, several requests
+   at once). Each task's ResourceFiles are its payloads, read through read-only SAS URLs that
+   expire; it runs ``python -m azhpc.worker batch`` with the pool's recorded interpreter.
+3. The node seals the outcome with the job's key; OutputFiles upload it (write-only SAS) to
+   ``jobs/<job>/outcomes/<task>`` in the lake when the task completes, and stderr/stdout to
+   ``jobs/<job>/logs/<task>/`` when it fails.
+4. One thread polls every active job: one ``Get Task Counts`` request, and when they changed,
+   one ``List Tasks`` of the unfinished tasks (plus retried, requeued or failed ones that just
+   completed), 1000 per page. Tasks that left the list are complete: their outcomes are read
+   from the lake, their seals checked, and only then unpickled.
+
+Retries are Batch's own (``maxTaskRetryCount`` = the job's ``retries``): a failed attempt (the
+function raised, or the process died) runs again; a task whose node was preempted is requeued
+by Batch without counting as a retry, and shows as requeued in the progress.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as dt
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from azhpc.backends.base import Backend
+from azhpc.backends.batch_account import BatchAccount, BatchError, call_batch
+from azhpc.core.outcome import RemoteError, TaskOutcome
+from azhpc.core.states import TaskResult
+from azhpc.core.worker import BATCH_FILES, JOB_KEY_VARIABLE
+from azhpc.errors import ConfigError, WorkerLostError
+
+if TYPE_CHECKING:
+    from azhpc.core.job import JobEvents
+    from azhpc.core.spec import JobSpec
+    from azhpc.lake.lake import Lake
+    from azhpc.pools.pool import BatchPool
+    from azhpc.staging import JobStore
+
+__all__ = ["BatchBackend"]
+
+logger = logging.getLogger("azhpc")
+
+#: The most tasks one add-collection request may carry (the service's limit).
+TASKS_PER_REQUEST = 100
+#: Add-collection requests in flight at once.
+SUBMIT_CONCURRENCY = 8
+#: Tasks per page of a List Tasks request.
+PAGE_SIZE = 1000
+#: Outcome blobs read at once.
+READ_CONCURRENCY = 16
+#: How much of a failed task's stderr reaches the user.
+STDERR_TAIL = 2000
+#: Poll with a full List Tasks at least every this many polls, even when counts look unchanged
+#: (Batch's task counts can lag behind).
+FULL_LIST_EVERY = 10
+#: Tasks completed this long before the last poll are still looked for (clock differences).
+_CLOCK_MARGIN = dt.timedelta(seconds=60)
+
+_SELECT = ["id", "state", "stateTransitionTime", "executionInfo", "nodeInfo"]
+
+
+def _odata_time(t: dt.datetime) -> str:
+    return "datetime'" + t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") + "'"
+
+
+@dataclass
+class _Seen:
+    state: str = "active"
+    node: str | None = None
+    retries: int = 0
+    requeues: int = 0
+
+
+@dataclass
+class _Run:
+    spec: JobSpec
+    events: JobEvents
+    batch_job_id: str
+    pending: set[str]
+    seen: dict[str, _Seen] = field(default_factory=dict)
+    last_counts: tuple[int, ...] | None = None
+    polls_since_list: int = 0
+    last_poll: dt.datetime | None = None
+    cancelled: bool = False
+
+
+class BatchBackend(Backend):
+    """Tasks run as Azure Batch tasks on a pool (Azure, or azhpc's Batch emulator).
+
+    Parameters
+    ----------
+    account
+        The Batch account.
+    pool
+        The pool the jobs run on; made ready (created, nodes started, environment checked) on
+        the first submit. ``None``: submitting raises, asking for ``azhpc.Pool``.
+    lake
+        The lake holding payloads and outcomes (the nodes reach it through SAS URLs).
+    store
+        The session's durable job store in that lake.
+    poll_interval
+        Seconds between two polls of the service; ``None``: no polling thread (call
+        :meth:`poll_once`).
+    """
+
+    name: ClassVar[str] = "batch"
+    #: Nodes store the outcomes themselves; the session must not store them again.
+    stores_outcomes: ClassVar[bool] = True
+    #: Nodes are other machines: the user's own modules travel with the functions.
+    remote_nodes: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        account: BatchAccount,
+        pool: BatchPool | None,
+        lake: Lake,
+        store: JobStore,
+        *,
+        poll_interval: float | None = 1.0,
+    ) -> None:
+        from azhpc.lake.sas import SasSigner
+
+        self.account = account
+        self.pool = pool
+        self.lake = lake
+        self.store = store
+        self.poll_interval = poll_interval
+        self._signer = SasSigner(lake)
+        self._runs: dict[str, _Run] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._poller: threading.Thread | None = None
+        self._adopted: set[str] = set()
+        self._container_url: tuple[str, dt.datetime] | None = None
+        self._readers = concurrent.futures.ThreadPoolExecutor(
+            READ_CONCURRENCY, thread_name_prefix="azhpc-batch-read"
+        )
+
+    # -- what the session sees ------------------------------------------------------------------
+
+    @property
+    def total_slots(self) -> int:
+        return self.pool.total_slots if self.pool is not None else 1
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "account": self.account.account_name,
+            "pool": self.pool.pool_id if self.pool is not None else None,
+        }
+
+    def _client(self) -> Any:
+        return self.account.client()
+
+    def _call(self, what: str, call: Any) -> Any:
+        return call_batch(self.account, what, call)
+
+    # -- submitting -----------------------------------------------------------------------------
+
+    def submit(self, spec: JobSpec, events: JobEvents) -> None:
+        if self._closed:
+            raise ConfigError("this session is closed; open a new one with azhpc.connect()")
+        if self.pool is None:
+            raise ConfigError(
+                "this session has no Batch pool to run tasks on: open one with "
+                "`with azhpc.Pool('my-pool', 'Standard_D2s_v5', nodes=2) as pool:` and pass "
+                "pool=pool (or call pool.map(...))"
+            )
+        self.pool.ensure()
+        manifest = self.store.manifest(spec.job_id)
+        batch_job_id = self._create_or_adopt_job(spec)
+        existing = self._existing_tasks(batch_job_id) if batch_job_id in self._adopted else set()
+        digests = {task_id: digest for task_id, _, digest in manifest.tasks}
+        tasks = [
+            self._task_body(spec, manifest, task.task_id, digests[task.task_id])
+            for task in spec.tasks
+            if task.task_id not in existing
+        ]
+        run = _Run(spec, events, batch_job_id, pending={t.task_id for t in spec.tasks})
+        with self._lock:
+            self._runs[spec.job_id] = run
+        try:
+            self._add_tasks(batch_job_id, tasks)
+        except BaseException:
+            with self._lock:
+                self._runs.pop(spec.job_id, None)
+            self._terminate(batch_job_id)
+            raise
+        self._ensure_poller()
+        self._wake.set()
+
+    def _create_or_adopt_job(self, spec: JobSpec) -> str:
+        """Create the Batch job; if it exists already (attach), adopt it while it is active."""
+        from azure.batch import models
+
+        key = self.store.keys.key(spec.job_id).hex()
+        attempt = 0
+        while True:
+            batch_job_id = spec.job_id if attempt == 0 else f"{spec.job_id}-r{attempt}"
+            body = {
+                "id": batch_job_id,
+                "displayName": spec.name[:1024],
+                "poolInfo": {"poolId": self.pool.pool_id},  # type: ignore[union-attr]
+                "onAllTasksComplete": "terminatejob",
+                "commonEnvironmentSettings": [
+                    {"name": JOB_KEY_VARIABLE, "value": key},
+                    {"name": "PYTHONUNBUFFERED", "value": "1"},
+                ],
+                "metadata": [{"name": "azhpc-job", "value": spec.job_id}],
+            }
+            try:
+                self._call(
+                    f"create job {batch_job_id!r}",
+                    lambda body=body: self._client().create_job(models.BatchJobCreateOptions(body)),
+                )
+                return batch_job_id
+            except BatchError as error:
+                if error.code != "JobExists":
+                    raise
+            job = self._call(
+                f"get job {batch_job_id!r}",
+                lambda batch_job_id=batch_job_id: self._client().get_job(
+                    batch_job_id, select=["id", "state"]
+                ),
+            )
+            if _enum(job.state) == "active":
+                self._adopted.add(batch_job_id)
+                return batch_job_id
+            attempt += 1  # ended (e.g. cancelled): the unfinished tasks run in a new Batch job
+
+    def _existing_tasks(self, batch_job_id: str) -> set[str]:
+        return {
+            task.id
+            for task in self._call(
+                f"list the tasks of job {batch_job_id!r}",
+                lambda: list(
+                    self._client().list_tasks(batch_job_id, select=["id"], max_results=PAGE_SIZE)
+                ),
+            )
+        }
+
+    def _task_body(self, spec: JobSpec, manifest: Any, task_id: str, digest: str) -> dict[str, Any]:
+        store_prefix = self._blob_name(self.store.root)
+        resource_files = [
+            {
+                "httpUrl": self._signer.blob_url(f"{store_prefix}/payloads/{payload}"),
+                "filePath": BATCH_FILES[name],
+            }
+            for name, payload in (
+                ("function", manifest.function),
+                ("input", digest),
+                ("shared", manifest.shared),
+            )
+            if payload is not None
+        ]
+        container = self._upload_container()
+        job_folder = f"{store_prefix}/jobs/{spec.job_id}"
+
+        def output(pattern: str, path: str, condition: str) -> dict[str, Any]:
+            return {
+                "filePattern": pattern,
+                "destination": {"container": {"containerUrl": container, "path": path}},
+                "uploadOptions": {"uploadCondition": condition},
+            }
+
+        return {
+            "id": task_id,
+            "commandLine": '/bin/bash -c \'exec "$AZ_BATCH_NODE_SHARED_DIR/azhpc/env/bin/python" '
+            "-m azhpc.worker batch'",
+            "resourceFiles": resource_files,
+            "outputFiles": [
+                output(
+                    BATCH_FILES["outcome"], f"{job_folder}/outcomes/{task_id}", "taskcompletion"
+                ),
+                output("../std*.txt", f"{job_folder}/logs/{task_id}", "taskfailure"),
+            ],
+            "constraints": {"maxTaskRetryCount": spec.retries},
+        }
+
+    def _upload_container(self) -> str:
+        """The write-only container SAS URL for OutputFiles (made once an hour)."""
+        now = dt.datetime.now(dt.UTC)
+        cached = self._container_url
+        if cached is None or now - cached[1] > dt.timedelta(hours=1):
+            cached = (self._signer.container_url(write=True), now)
+            self._container_url = cached
+        return cached[0]
+
+    def _blob_name(self, fs_path: str) -> str:
+        container = self._signer.container
+        return fs_path[len(container) + 1 :] if fs_path.startswith(container + "/") else fs_path
+
+    def _add_tasks(self, batch_job_id: str, tasks: list[dict[str, Any]]) -> None:
+        if not tasks:
+            return
+        from azure.batch import models
+
+        bodies = [models.BatchTaskCreateOptions(t) for t in tasks]
+        try:
+            self._call(
+                f"add {len(bodies)} task(s) to job {batch_job_id!r}",
+                lambda: self._client().create_tasks(
+                    batch_job_id, bodies, max_concurrency=SUBMIT_CONCURRENCY
+                ),
+            )
+        except BatchError:
+            raise
+        except Exception as error:  # CreateTasksError: some tasks were refused
+            failures = getattr(error, "failure_tasks", None) or []
+            first = failures[0] if failures else None
+            detail = (
+                f"{first.task_id}: {getattr(first.error, 'code', '')} "
+                f"{getattr(first.error, 'message', '')}"
+                if first is not None
+                else type(error).__name__
+            )
+            raise BatchError(
+                f"Batch refused {len(failures) or 'some'} of the {len(bodies)} task(s) of job "
+                f"{batch_job_id!r} (first: {detail}); the job was cancelled, nothing was run"
+            ) from None
+
+    # -- polling --------------------------------------------------------------------------------
+
+    def _ensure_poller(self) -> None:
+        if self.poll_interval is None:
+            return
+        with self._lock:
+            if self._poller is None or not self._poller.is_alive():
+                self._poller = threading.Thread(
+                    target=self._poll_loop, name="azhpc-batch-poll", daemon=True
+                )
+                self._poller.start()
+
+    def _poll_loop(self) -> None:
+        while not self._closed:
+            with self._lock:
+                runs = [r for r in self._runs.values() if not r.cancelled]
+            interval = self.poll_interval
+            if interval is None:
+                return
+            if not runs:
+                self._wake.wait(timeout=interval)
+                self._wake.clear()
+                with self._lock:
+                    if not self._runs:
+                        return
+                continue
+            for run in runs:
+                try:
+                    self._poll(run)
+                except Exception as error:  # one bad poll must not end the watch
+                    logger.warning(
+                        "polling job %s failed (%s: %s); trying again",
+                        run.batch_job_id,
+                        type(error).__name__,
+                        str(error).splitlines()[0] if str(error) else "",
+                    )
+            self._wake.wait(timeout=interval)
+            self._wake.clear()
+
+    def poll_once(self, job_id: str) -> None:
+        """Poll one job now (what the polling thread does each interval)."""
+        with self._lock:
+            run = self._runs.get(job_id)
+        if run is not None:
+            self._poll(run)
+
+    def _poll(self, run: _Run) -> None:
+        client = self._client()
+        started = dt.datetime.now(dt.UTC)
+        counts = self._call(
+            f"get the task counts of job {run.batch_job_id!r}",
+            lambda: client.get_job_task_counts(run.batch_job_id),
+        ).task_counts
+        key = (counts.active, counts.running, counts.completed, counts.failed)
+        run.polls_since_list += 1
+        if key == run.last_counts and run.polls_since_list < FULL_LIST_EVERY:
+            return
+        since = (run.last_poll or started) - _CLOCK_MARGIN
+        query = (
+            "state ne 'completed' or ((executionInfo/retryCount gt 0 or "
+            "executionInfo/requeueCount gt 0 or executionInfo/result eq 'failure') and "
+            f"stateTransitionTime ge {_odata_time(since)})"
+        )
+        listed = self._call(
+            f"list the tasks of job {run.batch_job_id!r}",
+            lambda: list(
+                client.list_tasks(
+                    run.batch_job_id, filter=query, select=_SELECT, max_results=PAGE_SIZE
+                )
+            ),
+        )
+        run.last_counts, run.polls_since_list, run.last_poll = key, 0, started
+        by_id = {t.id: t for t in listed}
+        completed: list[tuple[str, Any]] = []
+        for task_id in list(run.pending):
+            task = by_id.get(task_id)
+            if task is None or _enum(task.state) == "completed":
+                completed.append((task_id, task))
+                continue
+            self._observe(run, task_id, task)
+        if completed:
+            self._complete(run, completed)
+
+    def _observe(self, run: _Run, task_id: str, task: Any) -> None:
+        """Pass a still-unfinished task's news on: started, retried, requeued (preempted)."""
+        seen = run.seen.setdefault(task_id, _Seen())
+        info = task.execution_info
+        retries = int(getattr(info, "retry_count", 0) or 0) if info else 0
+        requeues = int(getattr(info, "requeue_count", 0) or 0) if info else 0
+        self._report_attempts(run, task_id, seen, retries, requeues)
+        state = _enum(task.state)
+        node = getattr(task.node_info, "node_id", None) if task.node_info else None
+        if state in ("running", "preparing") and (seen.state != state or seen.node != node):
+            preparing = getattr(run.events, "task_preparing", None)
+            if state == "preparing" and preparing is not None:
+                preparing(task_id, node=node or "?")
+            else:
+                run.events.task_running(task_id, node=node or "?")
+        seen.state, seen.node = state, node
+
+    def _report_attempts(
+        self, run: _Run, task_id: str, seen: _Seen, retries: int, requeues: int
+    ) -> None:
+        while seen.requeues < requeues:
+            seen.requeues += 1
+            message = f"node {seen.node or '?'} was preempted or lost; Batch requeued the task"
+            run.events.task_retrying(
+                task_id, error=RemoteError("azhpc.errors.NodeLost", message, message), requeue=True
+            )
+        while seen.retries < retries:
+            seen.retries += 1
+            message = f"attempt {seen.retries} failed; Batch runs the task again"
+            run.events.task_retrying(
+                task_id, error=RemoteError("azhpc.errors.TaskAttemptFailed", message, message)
+            )
+
+    def _complete(self, run: _Run, completed: list[tuple[str, Any]]) -> None:
+        futures = {
+            task_id: self._readers.submit(self.store.read_outcome, run.spec.job_id, task_id)
+            for task_id, _ in completed
+        }
+        for task_id, task in completed:
+            if run.cancelled:
+                return
+            seen = run.seen.setdefault(task_id, _Seen())
+            info = task.execution_info if task is not None else None
+            if info is not None:
+                retries = int(getattr(info, "retry_count", 0) or 0)
+                requeues = int(getattr(info, "requeue_count", 0) or 0)
+                self._report_attempts(run, task_id, seen, retries, requeues)
+            try:
+                outcome = futures[task_id].result()
+            except Exception as error:  # a damaged or forged outcome: refused, not unpickled
+                outcome = TaskOutcome(TaskResult.FAILURE, error=RemoteError.capture(error))
+            if outcome is None:
+                outcome = self._lost(run, task_id, task)
+            run.pending.discard(task_id)
+            run.events.task_completed(task_id, outcome, attempts=seen.retries + 1)
+        if not run.pending:
+            with self._lock:
+                self._runs.pop(run.spec.job_id, None)
+
+    def _lost(self, run: _Run, task_id: str, task: Any) -> TaskOutcome:
+        """A completed task without an outcome: its process died; say how, with stderr's end."""
+        client = self._client()
+        if task is None:
+            task = self._call(
+                f"get task {task_id!r}",
+                lambda: client.get_task(run.batch_job_id, task_id, select=_SELECT),
+            )
+        info = task.execution_info
+        code = getattr(info, "exit_code", None) if info else None
+        failure = getattr(info, "failure_info", None) if info else None
+        why = f"exit code {code}" if code is not None else "no exit code"
+        if failure is not None:
+            why += f"; {getattr(failure, 'code', '')}: {getattr(failure, 'message', '')}"
+        stderr = self.store.read_log(run.spec.job_id, task_id, "stderr.txt")
+        tail = stderr[-STDERR_TAIL:].decode(errors="replace") if stderr else "(no stderr)"
+        node = getattr(task.node_info, "node_id", None) if task.node_info else None
+        error = WorkerLostError(
+            f"task {task_id} of job {run.spec.job_id} ended without a result on node "
+            f"{node or '?'} ({why}). The end of its stderr:\n{tail}"
+        )
+        return TaskOutcome(TaskResult.FAILURE, error=RemoteError.capture(error), node=node or "")
+
+    # -- ending ---------------------------------------------------------------------------------
+
+    def _terminate(self, batch_job_id: str) -> None:
+        from azure.batch.models._models import BatchJobTerminateOptions
+
+        try:
+            self._call(
+                f"terminate job {batch_job_id!r}",
+                lambda: self._client().begin_terminate_job(
+                    batch_job_id,
+                    options=BatchJobTerminateOptions(termination_reason="azhpc: cancelled"),
+                    polling_interval=0,
+                ),
+            )
+        except BatchError as error:
+            if error.code not in ("JobNotFound", "JobCompleted", "JobTerminating"):
+                logger.warning("could not end Batch job %s: %s", batch_job_id, error)
+
+    def cancel(self, job_id: str) -> None:
+        with self._lock:
+            run = self._runs.pop(job_id, None)
+        if run is not None:
+            run.cancelled = True
+            self._terminate(run.batch_job_id)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._wake.set()
+        with self._lock:
+            runs, self._runs = list(self._runs.values()), {}
+        for run in runs:
+            run.cancelled = True
+            self._terminate(run.batch_job_id)
+        if self._poller is not None and self._poller is not threading.current_thread():
+            self._poller.join(timeout=10)
+        self._readers.shutdown(wait=False, cancel_futures=True)
+        try:
+            if self.pool is not None:
+                self.pool.release()
+        finally:
+            self._signer.close()
+
+
+def _enum(value: Any) -> str:
+    """An SDK enum member (or plain string) as Batch's lower-case REST value."""
+    return str(getattr(value, "value", value)).lower()

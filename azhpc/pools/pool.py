@@ -1,0 +1,521 @@
+"""Batch pools that live as long as their owner: ``azhpc.Pool`` and the lifecycle behind it.
+
+``with azhpc.Pool("demo", "Standard_D2s_v5", nodes=2) as pool:`` creates the pool (or reuses
+one of that id), waits for its nodes while showing their states, checks that the environment
+the start task recorded matches this client, runs the block's jobs on it, and deletes the pool
+it created when the block ends, Ctrl-C included. Pools made outside a ``with`` block are
+deleted by :meth:`Pool.close`, and at interpreter exit (SIGTERM included).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import signal
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from azhpc.errors import AzhpcError, ConfigError
+from azhpc.session import Session, current_session
+
+if TYPE_CHECKING:
+    from azhpc.backends.batch_account import BatchAccount
+    from azhpc.pools.estimate import CostEstimate
+    from azhpc.pools.spec import PoolSpec
+
+__all__ = ["BatchPool", "EnvironmentMismatchError", "Pool", "PoolStartError"]
+
+#: Node states in which a node takes tasks.
+USABLE = frozenset({"idle", "running"})
+#: Node states a node passes through on its way to being usable.
+ON_THE_WAY = frozenset(
+    {"creating", "starting", "waitingforstarttask", "rebooting", "reimaging", "leavingpool"}
+)
+#: Node states that mean a node will not take tasks until someone acts.
+BROKEN = frozenset({"starttaskfailed", "unusable"})
+
+
+class PoolStartError(AzhpcError):
+    """The pool's nodes did not become usable (start task failed, nodes unusable, timeout)."""
+
+
+class EnvironmentMismatchError(AzhpcError):
+    """The pool's nodes have another Python, cloudpickle or azhpc than this client."""
+
+
+def _client_environment() -> dict[str, str]:
+    from importlib import metadata
+
+    import azhpc
+
+    try:
+        cloudpickle = metadata.version("cloudpickle")
+    except metadata.PackageNotFoundError:
+        cloudpickle = "?"
+    return {
+        "python": ".".join(map(str, sys.version_info[:2])),
+        "cloudpickle": cloudpickle,
+        "azhpc": azhpc.__version__,
+    }
+
+
+def check_environment(recorded: dict[str, Any], pool_id: str) -> None:
+    """Raise :class:`EnvironmentMismatchError` unless ``recorded`` matches this client.
+
+    Python is compared by major.minor (pickles of functions depend on it), cloudpickle and
+    azhpc by exact version.
+    """
+    client = _client_environment()
+    node_python = ".".join(str(recorded.get("python", "?")).split(".")[:2])
+    differences = []
+    if node_python != client["python"]:
+        differences.append(f"Python {node_python} on the nodes, {client['python']} here")
+    for package in ("cloudpickle", "azhpc"):
+        if str(recorded.get(package)) != client[package]:
+            on_nodes = recorded.get(package, "(missing)")
+            differences.append(f"{package} {on_nodes} on the nodes, {client[package]} here")
+    if differences:
+        raise EnvironmentMismatchError(
+            f"pool {pool_id!r} was prepared for another environment: {'; '.join(differences)}. "
+            "Tasks pickled here would fail there. Delete the pool so that azhpc creates it "
+            f"again for this environment (azhpc.Pool({pool_id!r}).delete(), or a new pool id), "
+            "or run this client with the nodes' versions. Nothing was submitted."
+        )
+
+
+class BatchPool:
+    """One Batch pool's lifecycle, through the SDK: create or reuse, wait, check, delete.
+
+    Parameters
+    ----------
+    account
+        The Batch account.
+    spec
+        What the pool should be; ``None`` to use an existing pool of id ``pool_id`` only.
+    pool_id
+        The pool's id (default ``spec.pool_id``).
+    keep
+        Leave a pool this object created in place at :meth:`release` (it keeps costing money).
+    show
+        Print the node states while waiting (``None``: unless the output is not a terminal or
+        notebook).
+    timeout
+        Seconds to wait for usable nodes (default: 10 minutes; 60 s on the emulator).
+    """
+
+    def __init__(
+        self,
+        account: BatchAccount,
+        spec: PoolSpec | None,
+        *,
+        pool_id: str | None = None,
+        keep: bool = False,
+        show: bool | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        if spec is None and pool_id is None:
+            raise ConfigError("a pool needs a PoolSpec or the id of an existing pool")
+        self.account = account
+        self.spec = spec
+        self.pool_id = pool_id or spec.pool_id  # type: ignore[union-attr]
+        self.keep = keep
+        self.show = show
+        self.timeout = timeout if timeout is not None else (60.0 if account.emulated else 600.0)
+        self.created = False
+        self.environment: dict[str, Any] | None = None
+        self._slots_per_node = spec.task_slots_per_node if spec is not None else 1
+        self._target = (spec.nodes + spec.spot_nodes) if spec is not None else 1
+        self._ready = False
+        self._released = False
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        state = "ready" if self._ready else ("released" if self._released else "not started")
+        return f"<BatchPool {self.pool_id!r} ({state})>"
+
+    @property
+    def total_slots(self) -> int:
+        """Task slots of the pool at its target size."""
+        return max(1, self._target) * self._slots_per_node
+
+    def _call(self, what: str, call: Any) -> Any:
+        from azhpc.backends.batch_account import call_batch
+
+        return call_batch(self.account, what, call)
+
+    # -- starting -------------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        """Whether the pool exists in the account (a pool being deleted still does)."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        client = self.account.client()
+
+        def exists() -> bool:
+            # Get Pool rather than the HEAD of Pool Exists: a HEAD 404 has no body, which the
+            # SDK reports with a logged traceback.
+            try:
+                client.get_pool(self.pool_id, select=["id"])
+            except ResourceNotFoundError:
+                return False
+            return True
+
+        return bool(self._call(f"check for pool {self.pool_id!r}", exists))
+
+    def ensure(self) -> None:
+        """Make the pool ready: create or reuse it, wait for nodes, check their environment."""
+        with self._lock:
+            if self._ready:
+                return
+            if self._released:
+                raise ConfigError(f"pool {self.pool_id!r} was deleted; open a new azhpc.Pool")
+            if not self.exists():
+                self._create()
+            else:
+                self._adopt()
+            nodes = self._wait_for_nodes()
+            self.environment = self._read_environment(nodes)
+            check_environment(self.environment, self.pool_id)
+            self._ready = True
+
+    def _create(self) -> None:
+        from azure.batch import models
+
+        if self.spec is None:
+            raise ConfigError(
+                f"there is no pool {self.pool_id!r} in the Batch account "
+                f"{self.account.account_name!r}: give its VM size and node count to create it, "
+                f"e.g. azhpc.Pool({self.pool_id!r}, 'Standard_D2s_v5', nodes=2)"
+            )
+        body = self.spec.to_batch_pool(
+            node_python=sys.executable if self.account.emulated else None
+        )
+        self._say(f"creating pool {self.pool_id!r}: {self.spec.estimate().summary_line()}")
+        self._call(
+            f"create pool {self.pool_id!r}",
+            lambda: self.account.client().create_pool(models.BatchPoolCreateOptions(body)),
+        )
+        self.created = True
+        _register(self)
+
+    def _adopt(self) -> None:
+        pool = self._call(
+            f"get pool {self.pool_id!r}",
+            lambda: self.account.client().get_pool(self.pool_id),
+        )
+        self._slots_per_node = int(pool.task_slots_per_node or 1)
+        self._target = int(
+            (pool.target_dedicated_nodes or 0) + (pool.target_low_priority_nodes or 0)
+        )
+        self._say(
+            f"using the existing pool {self.pool_id!r} ({pool.vm_size}, {self._target} node(s))"
+        )
+
+    def node_states(self) -> dict[str, str]:
+        """Each node's state, by node id."""
+        nodes = self._call(
+            f"list the nodes of pool {self.pool_id!r}",
+            lambda: list(self.account.client().list_nodes(self.pool_id, select=["id", "state"])),
+        )
+        return {n.id: _enum(n.state) for n in nodes}
+
+    def _wait_for_nodes(self) -> list[str]:
+        deadline = time.monotonic() + self.timeout
+        last = None
+        delay = 0.05 if self.account.emulated else 2.0
+        while True:
+            states = self.node_states()
+            counts = collections.Counter(states.values())
+            summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no nodes yet"
+            if summary != last:
+                self._say(f"pool {self.pool_id!r}: {summary}")
+                last = summary
+            usable = [n for n, s in states.items() if s in USABLE]
+            settling = [n for n, s in states.items() if s in ON_THE_WAY]
+            broken = [n for n, s in states.items() if s in BROKEN]
+            if usable and (not settling or len(usable) >= self._target):
+                if broken:
+                    self._say(self._broken_message(broken, states, fatal=False))
+                return usable
+            if states and not usable and not settling and broken:
+                raise PoolStartError(self._broken_message(broken, states, fatal=True))
+            if time.monotonic() > deadline:
+                raise PoolStartError(
+                    f"pool {self.pool_id!r} has no usable node after {self.timeout:.0f} s "
+                    f"({summary}); check the VM size's quota in the account, or wait longer "
+                    "with azhpc.Pool(..., timeout=seconds)"
+                )
+            time.sleep(delay)  # polling the service: nodes change state on their own
+            delay = min(delay * 2, 0.5 if self.account.emulated else 10.0)
+
+    def _broken_message(self, broken: list[str], states: dict[str, str], *, fatal: bool) -> str:
+        reasons = []
+        for node_id in broken[:5]:
+            reasons.append(f"{node_id} is {states[node_id]}: {self._start_task_failure(node_id)}")
+        head = (
+            f"no node of pool {self.pool_id!r} became usable"
+            if fatal
+            else f"pool {self.pool_id!r} runs without {len(broken)} node(s)"
+        )
+        return f"{head}:\n  " + "\n  ".join(reasons)
+
+    def _start_task_failure(self, node_id: str) -> str:
+        client = self.account.client()
+        try:
+            node = self._call(
+                f"get node {node_id!r}", lambda: client.get_node(self.pool_id, node_id)
+            )
+            info = node.start_task_info
+            why = "start task failed"
+            if info is not None and info.failure_info is not None:
+                why = f"start task {info.failure_info.code}: {info.failure_info.message}"
+                if info.exit_code is not None:
+                    why += f" (exit code {info.exit_code})"
+            stderr = b"".join(
+                client.download_node_file(self.pool_id, node_id, "startup/stderr.txt")
+            )
+            tail = stderr[-600:].decode(errors="replace").strip()
+            return f"{why}; stderr ends: {tail}" if tail else why
+        except Exception as error:  # the reason is a courtesy: never hide the real error
+            return f"(could not read why: {type(error).__name__})"
+
+    def _read_environment(self, nodes: list[str]) -> dict[str, Any]:
+        from azhpc.pools.batch_pool import ENVIRONMENT_RECORD
+
+        path = f"shared/{ENVIRONMENT_RECORD}"
+        data = self._call(
+            f"read {path} from node {nodes[0]!r}",
+            lambda: b"".join(
+                self.account.client().download_node_file(self.pool_id, nodes[0], path)
+            ),
+        )
+        try:
+            return dict(json.loads(data))
+        except (ValueError, TypeError):
+            raise EnvironmentMismatchError(
+                f"pool {self.pool_id!r} has no readable environment record ({path}): it was "
+                "not prepared by azhpc's start task; create the pool with azhpc.Pool(...)"
+            ) from None
+
+    # -- ending ---------------------------------------------------------------------------------
+
+    def release(self) -> None:
+        """Delete the pool if this object created it (unless ``keep``). Idempotent."""
+        with self._lock:
+            if self._released:
+                return
+            self._released = True
+            _unregister(self)
+            if self.created and not self.keep:
+                self.delete()
+            elif self.created:
+                self._say(
+                    f"pool {self.pool_id!r} is kept (keep=True): it costs money until deleted"
+                )
+
+    def delete(self) -> None:
+        """Delete the pool now (whoever created it); on the emulator, wait until it is gone."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        client = self.account.client()
+
+        def delete() -> None:
+            try:
+                client.begin_delete_pool(self.pool_id, polling_interval=0)
+            except ResourceNotFoundError:
+                pass
+
+        self._call(f"delete pool {self.pool_id!r}", delete)
+        self._ready = False
+        if self.account.emulated:
+            deadline = time.monotonic() + 30
+            while self.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)  # the emulator deletes in the background
+        self._say(f"pool {self.pool_id!r} deleted")
+
+    def _say(self, text: str) -> None:
+        if self.show is False:
+            return
+        if self.show is None and not (sys.stderr.isatty() or _in_notebook()):
+            return
+        print(f"azhpc: {text}", file=sys.stderr, flush=True)
+
+
+def _in_notebook() -> bool:
+    from azhpc.progress import choose_view
+
+    return choose_view(None) == "widget"
+
+
+# -- pools deleted with their owner ---------------------------------------------------------------
+
+_live: set[BatchPool] = set()
+_live_lock = threading.Lock()
+_sigterm_installed = False
+
+
+def _register(pool: BatchPool) -> None:
+    global _sigterm_installed
+    with _live_lock:
+        _live.add(pool)
+        if not _sigterm_installed and threading.current_thread() is threading.main_thread():
+            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+                # By default SIGTERM ends Python without running atexit, which would leave the
+                # pool running; make it an ordinary exit instead.
+                signal.signal(signal.SIGTERM, _exit_on_sigterm)
+            _sigterm_installed = True
+
+
+def _unregister(pool: BatchPool) -> None:
+    with _live_lock:
+        _live.discard(pool)
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+class Pool(Session):
+    """A Batch pool as a session: ``with azhpc.Pool(...) as pool: pool.map(...)``.
+
+    Parameters
+    ----------
+    spec
+        A :class:`~azhpc.pools.PoolSpec`, or a pool id: with ``vm_size`` (and ``nodes=`` etc.)
+        a spec is built from the keyword arguments; without, the pool must exist already.
+    vm_size
+        The VM size, when ``spec`` is an id.
+    session
+        The session whose Batch account and lake the pool uses (default: the default session,
+        which must be on the ``emulated`` or ``azure`` profile).
+    keep
+        Do not delete the pool at the end (it keeps costing money).
+    timeout
+        Seconds to wait for usable nodes.
+    progress, progress_after
+        As for :func:`azhpc.connect`; ``progress`` also governs the node-state lines.
+    **spec_options
+        ``PoolSpec`` keyword arguments (``nodes``, ``spot_nodes``, ``task_slots_per_node``,
+        ``requirements``, ``max_cost_per_hour``, ...).
+
+    Examples
+    --------
+    >>> azhpc.connect("emulated")                                         # doctest: +SKIP
+    >>> with azhpc.Pool("demo", "Standard_D2s_v5", nodes=2) as pool:       # doctest: +SKIP
+    ...     print(pool.estimate())
+    ...     pool.map(abs, [-1, -2, 3])
+    [1, 2, 3]
+    """
+
+    def __init__(
+        self,
+        spec: PoolSpec | str,
+        vm_size: str | None = None,
+        *,
+        session: Session | None = None,
+        keep: bool = False,
+        timeout: float | None = None,
+        progress: bool | None = None,
+        progress_after: float = 1.0,
+        **spec_options: Any,
+    ) -> None:
+        from azhpc.pools.spec import PoolSpec
+
+        parent = current_session(session)
+        account = getattr(parent, "batch_account", None)
+        if account is None:
+            raise ConfigError(
+                f"Batch pools need a Batch account, and the {parent.profile!r} session has none: "
+                "connect with azhpc.connect('emulated') (the local Batch emulator) or "
+                "azhpc.connect('azure') with batch_url= set"
+            )
+        if isinstance(spec, PoolSpec):
+            if vm_size is not None or spec_options:
+                raise ConfigError("give either a PoolSpec or a pool id with its options, not both")
+            pool_spec: PoolSpec | None = spec
+            pool_id = spec.pool_id
+        elif isinstance(spec, str):
+            pool_id = spec
+            pool_spec = PoolSpec(spec, vm_size, **spec_options) if vm_size is not None else None
+            if vm_size is None and spec_options:
+                raise ConfigError(
+                    f"options {', '.join(sorted(spec_options))} need vm_size= too (they describe "
+                    "a pool to create); to reuse an existing pool give only its id"
+                )
+        else:
+            raise ConfigError(f"spec must be a PoolSpec or a pool id, got {type(spec).__name__}")
+        from azhpc.backends.batch import BatchBackend
+
+        self.spec = pool_spec
+        self.batch_pool = BatchPool(
+            account, pool_spec, pool_id=pool_id, keep=keep, show=progress, timeout=timeout
+        )
+        backend = BatchBackend(
+            account,
+            self.batch_pool,
+            parent.lake,
+            parent.store,
+            poll_interval=parent.backend.poll_interval
+            if hasattr(parent.backend, "poll_interval")
+            else 1.0,
+        )
+        super().__init__(
+            parent.profile,
+            backend,
+            progress=progress if progress is not None else parent.progress,
+            progress_after=progress_after,
+            lake=parent.lake,
+            store=parent.store,
+            owns_lake=False,
+        )
+        self.batch_account = account
+        self.settings = getattr(parent, "settings", None)
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return (
+            f"<azhpc.Pool {self.pool_id!r} account={self.batch_account.account_name!r} ({state})>"
+        )
+
+    def __enter__(self) -> Pool:
+        self.start()
+        return self
+
+    @property
+    def pool_id(self) -> str:
+        """The Batch pool's id."""
+        return self.batch_pool.pool_id
+
+    def start(self) -> Pool:
+        """Create or reuse the pool and wait for its nodes (jobs do this on their own)."""
+        try:
+            self.batch_pool.ensure()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def estimate(self) -> CostEstimate:
+        """The pool's cost per hour at its target size, offline (see ``PoolSpec.estimate``)."""
+        if self.spec is None:
+            raise ConfigError(
+                f"pool {self.pool_id!r} was opened by id: build a PoolSpec to estimate it"
+            )
+        return self.spec.estimate()
+
+    def nodes(self) -> dict[str, str]:
+        """Each node's state, by node id (Batch's states: idle, running, preempted, ...)."""
+        return self.batch_pool.node_states()
+
+    def delete(self) -> None:
+        """Close this pool session and delete the Batch pool, whoever created it."""
+        self.close()
+        if not self.batch_pool.created or self.batch_pool.keep:
+            self.batch_pool.delete()
+
+
+def _enum(value: Any) -> str:
+    """An SDK enum member (or plain string) as Batch's lower-case REST value."""
+    return str(getattr(value, "value", value)).lower()
