@@ -63,7 +63,7 @@ def test_missing_azurite_is_a_clear_error_and_starts_nothing(monkeypatch, tmp_pa
 
     monkeypatch.setenv("AZHPC_AZURITE", str(tmp_path / "no-azurite-here"))
     running_before = len(launcher._running)
-    with pytest.raises(AzuriteNotFoundError, match="npm ci|./dev test"):
+    with pytest.raises(AzuriteNotFoundError, match=r"npm ci|\./dev test"):
         azhpc.connect("emulated", progress=False)
     assert len(launcher._running) == running_before
 
