@@ -285,6 +285,7 @@ class JobStore:
     def finished_outcomes(self, job_id: str) -> dict[str, TaskOutcome]:
         """The successful outcomes stored so far for ``job_id``, by task id."""
         folder = f"{self._job_dir(job_id)}/outcomes"
+        self.fs.invalidate_cache(folder)  # nodes write here: a cached listing would be stale
         if not self.fs.exists(folder):
             return {}
         key = self.keys.key(job_id)
