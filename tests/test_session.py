@@ -29,9 +29,9 @@ def test_connect_rejects_unknown_profile_and_backend():
         azhpc.connect(workers=0)
 
 
-def test_profiles_not_yet_available_say_so():
-    with pytest.raises(azhpc.ConfigError, match="not available in this version"):
-        azhpc.connect("azure")
+def test_azure_profile_without_batch_url_says_how_to_get_compute():
+    with pytest.raises(azhpc.ConfigError, match=r"set batch_url \(.*AZHPC_BATCH_URL"):
+        azhpc.connect("azure", account_name="someaccount")
 
 
 def test_connect_makes_the_default_session_and_close_clears_it():

@@ -59,8 +59,8 @@ def test_profiles_emulated_session_owns_its_azurite(tmp_path: Path):
     assert not azurite.running
 
 
-def test_profiles_azure_compute_is_not_available_yet_but_the_lake_is(azurite):
-    with pytest.raises(azhpc.ConfigError, match="arrives with the Batch backend"):
+def test_profiles_azure_without_a_batch_account_says_which_setting_but_the_lake_works(azurite):
+    with pytest.raises(azhpc.ConfigError, match="has no Batch account: set batch_url"):
         azhpc.connect("azure", connection_string=azurite.connection_string)
     with azhpc.connect(
         "azure",
