@@ -19,9 +19,9 @@ import threading
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from azhpc.core.job import Job
+    from azhpc.core.job import Job, Progress
 
-__all__ = ["JobView", "TextView", "choose_view", "watch"]
+__all__ = ["JobView", "TextView", "choose_view", "format_cost", "watch"]
 
 #: Seconds between display refreshes.
 REFRESH = 0.2
@@ -42,6 +42,19 @@ class JobView(Protocol):
 
     def close(self) -> None:
         """Show the final counts and stop."""
+
+
+def format_cost(progress: Progress) -> str:
+    """The estimated cost so far and the hourly rate: ``"≈ 0.0123 EUR so far at 18.10 EUR/h"``
+    (``""`` when the job has no rate: the laptop backends)."""
+    cost = progress.cost
+    if cost is None or progress.cost_per_hour is None:
+        return ""
+    digits = 2 if cost >= 10 else 4
+    return (
+        f"≈ {cost:.{digits}f} {progress.currency} so far at "
+        f"{progress.cost_per_hour:.2f} {progress.currency}/h"
+    )
 
 
 class TextView:
@@ -65,7 +78,9 @@ class TextView:
         self._bar.n = p.completed
         self._bar.set_postfix_str(
             f"queued={p.queued} running={p.running} ok={p.succeeded} "
-            f"failed={p.failed} retried={p.retried + p.requeued}",
+            f"failed={p.failed} retried={p.retried}"
+            + (f" requeued={p.requeued}" if p.requeued else "")
+            + (f" cost {format_cost(p)}" if p.cost_per_hour is not None else ""),
             refresh=False,
         )
         self._bar.refresh()

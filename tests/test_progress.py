@@ -55,3 +55,26 @@ def test_slow_job_shows_a_bar_after_the_grace_period(local_session, tmp_path, mo
     assert job.result(timeout=60) == 1
     watcher.close()
     assert "1/1" in stream.getvalue()
+
+
+def test_laptop_jobs_show_no_cost(local_session, monkeypatch):
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    job = local_session.submit_map(abs, [-1, -2], chunksize=1)
+    job.result(timeout=60)
+    assert job.progress.cost is None and progress.format_cost(job.progress) == ""
+    progress.TextView(job).close()
+    assert "cost" not in stream.getvalue()
+
+
+def test_text_view_shows_the_cost_so_far_from_the_rate(local_session, monkeypatch):
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    job = local_session.submit_map(abs, [-1, -2], chunksize=1)
+    job.result(timeout=60)
+    job.set_cost_rate(18.0, "EUR")
+    p = job.progress
+    assert p.cost == 18.0 * p.elapsed / 3600 > 0
+    progress.TextView(job).close()
+    text = stream.getvalue()
+    assert f"≈ {p.cost:.4f} EUR so far at 18.00 EUR/h" in text

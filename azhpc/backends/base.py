@@ -46,6 +46,11 @@ class Backend(ABC):
         """How many tasks can run at once."""
         return 1
 
+    def cost_per_hour(self) -> tuple[float, str] | None:
+        """What the backend's compute costs per hour and in which currency, or ``None`` when
+        it is free or unknown (displays then show no cost)."""
+        return None
+
     def cancel(self, job_id: str) -> None:  # noqa: B027 - a harmless default hook
         """Stop the job's queued and running tasks."""
 

@@ -158,6 +158,12 @@ class BatchBackend(Backend):
             "pool": self.pool.pool_id if self.pool is not None else None,
         }
 
+    def cost_per_hour(self) -> tuple[float, str] | None:
+        estimate = self.pool.cost_estimate() if self.pool is not None else None
+        if estimate is None or estimate.per_hour is None:
+            return None
+        return estimate.per_hour, estimate.currency
+
     def _client(self) -> Any:
         return self.account.client()
 
@@ -178,6 +184,12 @@ class BatchBackend(Backend):
         self.pool.ensure()
         manifest = self.store.manifest(spec.job_id)
         batch_job_id = self._create_or_adopt_job(spec)
+        if self.pool.job_scoped:
+            try:
+                self.pool.ensure_job_pool(batch_job_id, self._job_pool_id(batch_job_id))
+            except BaseException:
+                self._terminate(batch_job_id)  # Batch deletes the job's pool with it
+                raise
         existing = self._existing_tasks(batch_job_id) if batch_job_id in self._adopted else set()
         digests = {task_id: digest for task_id, _, digest in manifest.tasks}
         tasks = [
@@ -209,7 +221,7 @@ class BatchBackend(Backend):
             body = {
                 "id": batch_job_id,
                 "displayName": spec.name[:1024],
-                "poolInfo": {"poolId": self.pool.pool_id},  # type: ignore[union-attr]
+                "poolInfo": self.pool.pool_info(),  # type: ignore[union-attr]
                 "onAllTasksComplete": "terminatejob",
                 "commonEnvironmentSettings": [
                     {"name": JOB_KEY_VARIABLE, "value": key},
@@ -236,6 +248,21 @@ class BatchBackend(Backend):
                 self._adopted.add(batch_job_id)
                 return batch_job_id
             attempt += 1  # ended (e.g. cancelled): the unfinished tasks run in a new Batch job
+
+    def _job_pool_id(self, batch_job_id: str) -> str:
+        """The id of the pool Batch created for a job on an auto pool."""
+        job = self._call(
+            f"get job {batch_job_id!r}",
+            lambda: self._client().get_job(batch_job_id, select=["id", "executionInfo"]),
+        )
+        pool_id = job.execution_info.pool_id if job.execution_info is not None else None
+        if not pool_id:
+            raise BatchError(
+                f"Batch reported no pool for job {batch_job_id!r}; look at the job in the "
+                "Azure portal (its pool may have failed to allocate)",
+                code="NoAutoPool",
+            )
+        return str(pool_id)
 
     def _existing_tasks(self, batch_job_id: str) -> set[str]:
         return {

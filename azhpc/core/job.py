@@ -57,6 +57,9 @@ class Progress:
         Attempts whose node was lost (preempted, worker died) and were run again.
     elapsed
         Seconds since the job was submitted (until it ended, once it has).
+    cost_per_hour, currency
+        What the job's compute costs per hour (the pool's offline estimate), or ``None`` where
+        that is unknown or free (the laptop backends).
     """
 
     total: int
@@ -68,6 +71,16 @@ class Progress:
     retried: int
     requeued: int
     elapsed: float
+    cost_per_hour: float | None = None
+    currency: str = ""
+
+    @property
+    def cost(self) -> float | None:
+        """The estimated compute cost of the job so far: the hourly rate times the elapsed
+        time (``None`` without a rate)."""
+        if self.cost_per_hour is None:
+            return None
+        return self.cost_per_hour * self.elapsed / 3600.0
 
     @property
     def completed(self) -> int:
@@ -164,6 +177,7 @@ class Job(Future):
         self._requeued = 0
         self._submitted = time.monotonic()
         self._ended: float | None = None
+        self._cost_rate: tuple[float, str] | None = None
         self._state = JobState.ACTIVE
         self._finishing = False
         if not self._records:
@@ -198,7 +212,14 @@ class Job(Future):
                 retried=self._retried,
                 requeued=self._requeued,
                 elapsed=end - self._submitted,
+                cost_per_hour=self._cost_rate[0] if self._cost_rate else None,
+                currency=self._cost_rate[1] if self._cost_rate else "",
             )
+
+    def set_cost_rate(self, per_hour: float, currency: str) -> None:
+        """Record what the job's compute costs per hour; displays then show the cost so far."""
+        with self._lock:
+            self._cost_rate = (float(per_hour), currency)
 
     @property
     def tasks(self) -> list[TaskInfo]:

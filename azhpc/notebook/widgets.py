@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 import ipywidgets as widgets
 from IPython.display import display
 
+from azhpc.progress import format_cost
+
 if TYPE_CHECKING:
     from azhpc.core.job import Job, Progress
 
@@ -29,7 +31,8 @@ def format_counts(progress: Progress) -> dict[str, int]:
         "running": progress.running,
         "succeeded": progress.succeeded,
         "failed": progress.failed,
-        "retried": progress.retried + progress.requeued,
+        "retried": progress.retried,
+        "requeued": progress.requeued,
     }
 
 
@@ -44,6 +47,7 @@ _COLORS = {
     "succeeded": "#2e7d32",
     "failed": "#c62828",
     "retried": "#ef6c00",
+    "requeued": "#6a1b9a",
 }
 
 
@@ -62,7 +66,8 @@ class JobWidget:
     counts
         An ``HTML`` line with the counts by state.
     timing
-        An ``HTML`` line with the elapsed time and tasks per second.
+        An ``HTML`` line with the elapsed time, tasks per second and, on a priced pool, the
+        estimated cost so far.
     failure
         An ``Accordion`` (collapsed) holding the first failure's remote traceback; hidden
         until a task fails.
@@ -108,9 +113,15 @@ class JobWidget:
                 f'<span style="color:{_COLORS[label]}">{label} <b>{count}</b></span>'
                 for label, count in counts.items()
             )
+            cost = format_cost(progress)
             self.timing.value = (
                 f"<code>{progress.completed}/{progress.total}</code> &nbsp; "
                 f"{html.escape(format_rate(progress))}"
+                + (
+                    f" &nbsp; <span title='offline estimate'>{html.escape(cost)}</span>"
+                    if cost
+                    else ""
+                )
             )
             if not self._failure_shown:
                 self._show_failure()

@@ -17,6 +17,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from azhpc.backends.batch_account import BatchError
 from azhpc.errors import AzhpcError, ConfigError
 from azhpc.session import Session, current_session
 
@@ -35,6 +36,8 @@ ON_THE_WAY = frozenset(
 )
 #: Node states that mean a node will not take tasks until someone acts.
 BROKEN = frozenset({"starttaskfailed", "unusable"})
+#: Batch's limit on ``autoPoolIdPrefix``.
+AUTO_POOL_PREFIX_LENGTH = 20
 
 
 class PoolStartError(AzhpcError):
@@ -103,6 +106,10 @@ class BatchPool:
         notebook).
     timeout
         Seconds to wait for usable nodes (default: 10 minutes; 60 s on the emulator).
+    job_scoped
+        Give every job its own pool: Batch creates it with the job (an auto pool,
+        ``poolLifetimeOption`` ``job``) and deletes it when the job ends, even if this client
+        is gone by then. ``spec.pool_id`` becomes the prefix of the pools' ids.
     """
 
     def __init__(
@@ -114,10 +121,21 @@ class BatchPool:
         keep: bool = False,
         show: bool | None = None,
         timeout: float | None = None,
+        job_scoped: bool = False,
     ) -> None:
         if spec is None and pool_id is None:
             raise ConfigError("a pool needs a PoolSpec or the id of an existing pool")
+        if job_scoped and (spec is None or keep):
+            raise ConfigError(
+                "a job-scoped pool is created by Batch with each job and deleted when the job "
+                "ends: it needs a PoolSpec (or vm_size=), and cannot be kept (drop keep=True, or "
+                "use a normal pool)"
+            )
         self.account = account
+        self.job_scoped = job_scoped
+        #: The pools Batch created for this object's jobs (job-scoped only), by Batch job id.
+        self.job_pools: dict[str, BatchPool] = {}
+        self._for_job: str | None = None
         self.spec = spec
         self.pool_id = pool_id or spec.pool_id  # type: ignore[union-attr]
         self.keep = keep
@@ -129,6 +147,7 @@ class BatchPool:
         self._target = (spec.nodes + spec.spot_nodes) if spec is not None else 1
         self._ready = False
         self._released = False
+        self._adopted_size: tuple[str, int, int] | None = None
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:
@@ -164,14 +183,40 @@ class BatchPool:
 
         return bool(self._call(f"check for pool {self.pool_id!r}", exists))
 
+    def pool_info(self) -> dict[str, Any]:
+        """The ``poolInfo`` of a job on this pool: its id, or (job-scoped) the specification of
+        the auto pool Batch creates with the job."""
+        if not self.job_scoped:
+            return {"poolId": self.pool_id}
+        body = self.spec.to_batch_pool(  # type: ignore[union-attr]
+            node_python=sys.executable if self.account.emulated else None
+        )
+        del body["id"]
+        return {
+            "autoPoolSpecification": {
+                "autoPoolIdPrefix": self.pool_id[:AUTO_POOL_PREFIX_LENGTH],
+                "poolLifetimeOption": "job",
+                "keepAlive": False,
+                "pool": body,
+            }
+        }
+
     def ensure(self) -> None:
-        """Make the pool ready: create or reuse it, wait for nodes, check their environment."""
+        """Make the pool ready: create or reuse it, wait for nodes, check their environment.
+
+        A job-scoped pool has nothing to prepare before a job: see :meth:`ensure_job_pool`.
+        """
         with self._lock:
-            if self._ready:
+            if self._ready or self.job_scoped:
                 return
             if self._released:
                 raise ConfigError(f"pool {self.pool_id!r} was deleted; open a new azhpc.Pool")
-            if not self.exists():
+            if self._for_job is not None:
+                self._say(
+                    f"pool {self.pool_id!r} created by Batch for job {self._for_job!r}, "
+                    f"deleted when the job ends: {self.spec.estimate().summary_line()}"  # type: ignore[union-attr]
+                )
+            elif not self.exists():
                 self._create()
             else:
                 self._adopt()
@@ -179,6 +224,22 @@ class BatchPool:
             self.environment = self._read_environment(nodes)
             check_environment(self.environment, self.pool_id)
             self._ready = True
+
+    def ensure_job_pool(self, batch_job_id: str, pool_id: str) -> BatchPool:
+        """Wait for the auto pool Batch created for a job (job-scoped pools), check its nodes'
+        environment, and return it."""
+        with self._lock:
+            if self._released:
+                raise ConfigError(f"pool {self.pool_id!r} was closed; open a new azhpc.Pool")
+            child = self.job_pools.get(batch_job_id)
+            if child is None:
+                child = BatchPool(
+                    self.account, self.spec, pool_id=pool_id, show=self.show, timeout=self.timeout
+                )
+                child._for_job = batch_job_id
+                self.job_pools[batch_job_id] = child
+        child.ensure()
+        return child
 
     def _create(self) -> None:
         from azure.batch import models
@@ -209,9 +270,28 @@ class BatchPool:
         self._target = int(
             (pool.target_dedicated_nodes or 0) + (pool.target_low_priority_nodes or 0)
         )
+        self._adopted_size = (
+            str(pool.vm_size or ""),
+            int(pool.target_dedicated_nodes or 0),
+            int(pool.target_low_priority_nodes or 0),
+        )
         self._say(
             f"using the existing pool {self.pool_id!r} ({pool.vm_size}, {self._target} node(s))"
         )
+
+    def cost_estimate(self) -> CostEstimate | None:
+        """The pool's cost per hour: from its spec, or from what the service reported for a
+        pool adopted by id; ``None`` when neither is known yet or the size has no price."""
+        if self.spec is not None:
+            return self.spec.estimate()
+        if self._adopted_size is None:
+            return None
+        from azhpc.pools.catalog import price_table
+        from azhpc.pools.estimate import estimate_cost
+
+        vm_size, dedicated, spot = self._adopted_size
+        size = price_table().get(vm_size)
+        return estimate_cost(size, dedicated, spot) if size is not None else None
 
     def node_states(self) -> dict[str, str]:
         """Each node's state, by node id."""
@@ -302,12 +382,19 @@ class BatchPool:
     # -- ending ---------------------------------------------------------------------------------
 
     def release(self) -> None:
-        """Delete the pool if this object created it (unless ``keep``). Idempotent."""
+        """Delete the pool if this object created it (unless ``keep``). Idempotent.
+
+        Job-scoped: Batch deletes each job's pool once the job has ended (the backend ends
+        them first); on the emulator, wait until they are gone."""
         with self._lock:
             if self._released:
                 return
             self._released = True
             _unregister(self)
+            if self.job_scoped:
+                for child in self.job_pools.values():
+                    child._wait_until_gone()
+                return
             if self.created and not self.keep:
                 self.delete()
             elif self.created:
@@ -329,11 +416,15 @@ class BatchPool:
 
         self._call(f"delete pool {self.pool_id!r}", delete)
         self._ready = False
+        self._wait_until_gone()
+        self._say(f"pool {self.pool_id!r} deleted")
+
+    def _wait_until_gone(self) -> None:
+        """On the emulator, wait (briefly) until the service has deleted the pool."""
         if self.account.emulated:
             deadline = time.monotonic() + 30
             while self.exists() and time.monotonic() < deadline:
                 time.sleep(0.05)  # the emulator deletes in the background
-        self._say(f"pool {self.pool_id!r} deleted")
 
     def _say(self, text: str) -> None:
         if self.show is False:
@@ -392,6 +483,10 @@ class Pool(Session):
         which must be on the ``emulated`` or ``azure`` profile).
     keep
         Do not delete the pool at the end (it keeps costing money).
+    job_scoped
+        Give each job its own pool, which Batch creates with the job and deletes when the job
+        ends, even if this process is gone by then (an auto pool). The spec's id becomes the
+        prefix of the pools' ids; each job waits for its pool's nodes.
     timeout
         Seconds to wait for usable nodes.
     progress, progress_after
@@ -416,6 +511,7 @@ class Pool(Session):
         *,
         session: Session | None = None,
         keep: bool = False,
+        job_scoped: bool = False,
         timeout: float | None = None,
         progress: bool | None = None,
         progress_after: float = 1.0,
@@ -450,7 +546,13 @@ class Pool(Session):
 
         self.spec = pool_spec
         self.batch_pool = BatchPool(
-            account, pool_spec, pool_id=pool_id, keep=keep, show=progress, timeout=timeout
+            account,
+            pool_spec,
+            pool_id=pool_id,
+            keep=keep,
+            show=progress,
+            timeout=timeout,
+            job_scoped=job_scoped,
         )
         backend = BatchBackend(
             account,
@@ -499,19 +601,36 @@ class Pool(Session):
 
     def estimate(self) -> CostEstimate:
         """The pool's cost per hour at its target size, offline (see ``PoolSpec.estimate``)."""
-        if self.spec is None:
+        estimate = self.batch_pool.cost_estimate()
+        if estimate is None:
             raise ConfigError(
-                f"pool {self.pool_id!r} was opened by id: build a PoolSpec to estimate it"
+                f"pool {self.pool_id!r} was opened by id and has not been looked up yet (or its "
+                "size has no price): call pool.start() first, or build a PoolSpec to estimate it"
             )
-        return self.spec.estimate()
+        return estimate
 
     def nodes(self) -> dict[str, str]:
-        """Each node's state, by node id (Batch's states: idle, running, preempted, ...)."""
-        return self.batch_pool.node_states()
+        """Each node's state, by node id (Batch's states: idle, running, preempted, ...).
+
+        Job-scoped: the nodes of the latest job's pool (``{}`` before the first job)."""
+        pool = self.batch_pool
+        if not pool.job_scoped:
+            return pool.node_states()
+        if not pool.job_pools:
+            return {}
+        latest = list(pool.job_pools.values())[-1]
+        try:
+            return latest.node_states()
+        except BatchError as error:
+            if error.code == "PoolNotFound":
+                return {}  # the job has ended and Batch deleted its pool
+            raise
 
     def delete(self) -> None:
         """Close this pool session and delete the Batch pool, whoever created it."""
         self.close()
+        if self.batch_pool.job_scoped:
+            return  # each job's pool went with its job
         if not self.batch_pool.created or self.batch_pool.keep:
             self.batch_pool.delete()
 

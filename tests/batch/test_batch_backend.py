@@ -140,6 +140,10 @@ def test_preempted_node_requeues_its_tasks_and_the_job_completes(emulated, emula
         assert job.result(timeout=120) == [x + 100 for x in range(6)]
         assert job.progress.requeued >= 1
         assert any(t.requeue_count >= 1 for t in job.tasks)
+        # ... and the progress display shows it.
+        from azhpc.notebook.widgets import format_counts
+
+        assert format_counts(job.progress)["requeued"] == job.progress.requeued
 
 
 def test_failed_task_brings_back_its_remote_traceback(batch_session):

@@ -52,6 +52,8 @@ def test_watches_nodes_start_then_runs_and_survives_a_preemption(notebook):
     assert str([x * x for x in range(8)]) in preempted
     requeued = int(preempted.split("requeued tasks: ")[1].split()[0])
     assert requeued >= 1
+    cost = float(preempted.split("compute cost on Azure: about ")[1].split()[0])
+    assert 0 < cost < 0.01  # seconds of three Standard_D2s_v5 nodes
 
 
 def test_deletes_the_pool_at_the_end(notebook):

@@ -407,3 +407,71 @@ def test_task_terminate_delete_files_and_remove_nodes(client: Any, make_pool: An
     ).result()
     assert [n.id for n in client.list_nodes("p")] == node_ids[1:]
     assert client.get_pool("p").target_dedicated_nodes == 1
+
+
+def test_auto_pool_lives_exactly_as_long_as_its_job(client: Any) -> None:
+    auto = models.BatchAutoPoolSpecification(
+        auto_pool_id_prefix="scoped",
+        pool_lifetime_option="job",
+        keep_alive=False,
+        pool=models.BatchPoolSpecification(vm_size="standard_d2s_v3", target_dedicated_nodes=2),
+    )
+    client.create_job(
+        models.BatchJobCreateOptions(
+            id="j",
+            pool_info=models.BatchPoolInfo(auto_pool_specification=auto),
+            all_tasks_complete_mode="terminatejob",
+        )
+    )
+    job = client.get_job("j")
+    pool_id = job.execution_info.pool_id
+    assert pool_id.startswith("scoped_")
+    assert job.pool_info.auto_pool_specification.pool_lifetime_option == "job"
+    assert [p.id for p in client.list_pools()] == [pool_id]
+    client.create_task("j", _task("a", "echo on $AZ_BATCH_POOL_ID"))
+    wait_until(lambda: client.get_job("j").state == "completed", timeout=20, what="job end")
+    task = client.get_task("j", "a")
+    assert task.execution_info.exit_code == 0 and task.node_info.pool_id == pool_id
+    wait_until(lambda: list(client.list_pools()) == [], timeout=10, what="auto pool deleted")
+
+
+def test_auto_pool_of_a_terminated_job_is_deleted_unless_kept(client: Any) -> None:
+    def job_on_auto_pool(job_id: str, keep_alive: bool) -> str:
+        auto = models.BatchAutoPoolSpecification(
+            pool_lifetime_option="job",
+            keep_alive=keep_alive,
+            pool=models.BatchPoolSpecification(vm_size="standard_d2s_v3"),
+        )
+        client.create_job(
+            models.BatchJobCreateOptions(
+                id=job_id, pool_info=models.BatchPoolInfo(auto_pool_specification=auto)
+            )
+        )
+        return client.get_job(job_id).execution_info.pool_id
+
+    from azure.batch.models._models import BatchJobTerminateOptions
+
+    dropped = job_on_auto_pool("dropped", keep_alive=False)
+    kept = job_on_auto_pool("kept", keep_alive=True)
+    for job_id in ("dropped", "kept"):
+        client.begin_terminate_job(
+            job_id,
+            options=BatchJobTerminateOptions(termination_reason="done"),
+            polling_interval=0.05,
+        ).result()
+    wait_until(
+        lambda: [p.id for p in client.list_pools()] == [kept], timeout=10, what="one pool left"
+    )
+    assert dropped != kept
+    with pytest.raises(Exception, match="poolLifetimeOption"):
+        client.create_job(
+            models.BatchJobCreateOptions(
+                id="schedule",
+                pool_info=models.BatchPoolInfo(
+                    auto_pool_specification=models.BatchAutoPoolSpecification(
+                        pool_lifetime_option="jobschedule",
+                        pool=models.BatchPoolSpecification(vm_size="standard_d2s_v3"),
+                    )
+                ),
+            )
+        )

@@ -376,11 +376,19 @@ class Job(_Resource):
     queue: collections.deque[str] = field(default_factory=collections.deque)
     end_time: dt.datetime | None = None
     terminate_reason: str | None = None
+    #: The id of the pool the service created for ``poolInfo.autoPoolSpecification``.
+    auto_pool_id: str | None = None
 
     @property
     def pool_id(self) -> str | None:
-        """``poolInfo.poolId``."""
-        return (self.spec.get("poolInfo") or {}).get("poolId")
+        """``poolInfo.poolId``, or the id of the job's auto pool."""
+        return (self.spec.get("poolInfo") or {}).get("poolId") or self.auto_pool_id
+
+    @property
+    def auto_pool_kept(self) -> bool:
+        """Whether the auto pool outlives the job (``autoPoolSpecification.keepAlive``)."""
+        auto = (self.spec.get("poolInfo") or {}).get("autoPoolSpecification") or {}
+        return bool(auto.get("keepAlive"))
 
     def set_state(self, state: JobState) -> None:
         """Change state, remembering the previous one."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from email.utils import format_datetime
 from typing import Any
 
@@ -10,12 +11,13 @@ from azhpc.emulator.batch.model import (
     ApiError,
     Job,
     JobState,
+    Pool,
     Task,
     TaskState,
     rfc3339,
     utcnow,
 )
-from azhpc.emulator.batch.routes_pools import _check_id, _require
+from azhpc.emulator.batch.routes_pools import _check_id, _require, add_pool
 from azhpc.emulator.batch.server import Request, Response, Route, Service, resource_headers
 
 __all__ = ["ROUTES"]
@@ -25,22 +27,46 @@ MAX_TASKS_PER_COLLECTION = 100
 
 
 def create_job(service: Service, request: Request) -> Response:
-    """``POST /jobs`` (Job_Add); ``poolInfo.poolId`` only (no auto pools)."""
+    """``POST /jobs`` (Job_Add): on an existing pool (``poolInfo.poolId``) or on an auto pool
+    (``poolInfo.autoPoolSpecification`` with ``poolLifetimeOption`` ``job``), which the service
+    creates with the job and deletes when the job ends (unless ``keepAlive``)."""
     body = request.json()
     _require(body, "id", "poolInfo")
     _check_id(body["id"], "job")
-    if not body["poolInfo"].get("poolId"):
+    auto = body["poolInfo"].get("autoPoolSpecification")
+    if not body["poolInfo"].get("poolId") and not auto:
         raise ApiError(
             400,
-            "InvalidPropertyValue",
-            "The emulator supports poolInfo.poolId only (autoPoolSpecification is not emulated).",
+            "MissingRequiredProperty",
+            "poolInfo needs poolId or autoPoolSpecification.",
         )
     with service.store.lock:
         if body["id"] in service.store.jobs:
             raise ApiError(409, "JobExists", "The specified job already exists.")
         job = Job(id=body["id"], spec=body)
+        if auto:
+            job.auto_pool_id = _create_auto_pool(service, auto).id
         service.store.jobs[job.id] = job
         return Response(201, headers=resource_headers(job, f"{service.base_url}/jobs/{job.id}"))
+
+
+def _create_auto_pool(service: Service, auto: dict[str, Any]) -> Pool:
+    """The pool of an ``autoPoolSpecification``: id ``<autoPoolIdPrefix>_<guid>``."""
+    _require(auto, "poolLifetimeOption", "pool")
+    if str(auto["poolLifetimeOption"]).lower() != "job":
+        raise ApiError(
+            400,
+            "InvalidPropertyValue",
+            "The emulator supports poolLifetimeOption 'job' only (no job schedules).",
+        )
+    prefix = str(auto.get("autoPoolIdPrefix") or "")
+    if len(prefix) > 20:
+        raise ApiError(
+            400, "InvalidPropertyValue", "autoPoolIdPrefix may be at most 20 characters."
+        )
+    pool_id = f"{prefix}_{uuid.uuid4()}" if prefix else str(uuid.uuid4())
+    _check_id(pool_id, "pool")
+    return add_pool(service, {**auto["pool"], "id": pool_id})
 
 
 def list_jobs(service: Service, request: Request) -> Response:

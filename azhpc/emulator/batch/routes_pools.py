@@ -10,7 +10,7 @@ from azhpc.emulator.batch.autoscale import evaluate
 from azhpc.emulator.batch.model import ApiError, NodeState, Pool, PoolState
 from azhpc.emulator.batch.server import Request, Response, Route, Service, resource_headers
 
-__all__ = ["ROUTES"]
+__all__ = ["ROUTES", "add_pool"]
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -51,8 +51,20 @@ def _active_pool(service: Service, pool_id: str) -> Pool:
 def create_pool(service: Service, request: Request) -> Response:
     """``POST /pools`` (Pool_Add)."""
     body = request.json()
-    _require(body, "id", "vmSize")
+    _require(body, "id")
     _check_id(body["id"], "pool")
+    with service.store.lock:
+        if body["id"] in service.store.pools:
+            raise ApiError(409, "PoolExists", "The specified pool already exists.")
+        pool = add_pool(service, body)
+        location = f"{service.base_url}/pools/{pool.id}"
+        return Response(201, headers=resource_headers(pool, location))
+
+
+def add_pool(service: Service, body: dict[str, Any]) -> Pool:
+    """Check a pool's create body (``PoolAddParameter``, or an auto pool's
+    ``PoolSpecification`` with an id given) and start it. Caller holds the lock."""
+    _require(body, "vmSize")
     if "cloudServiceConfiguration" in body:
         raise ApiError(400, "InvalidPropertyValue", "cloudServiceConfiguration is retired.")
     auto = bool(body.get("enableAutoScale"))
@@ -70,20 +82,16 @@ def create_pool(service: Service, request: Request) -> Response:
     if start_task is not None:
         _require(start_task, "commandLine")
     store = service.store
-    with store.lock:
-        if body["id"] in store.pools:
-            raise ApiError(409, "PoolExists", "The specified pool already exists.")
-        pool = Pool(id=body["id"], spec=body)
-        if auto:
-            pool.enable_auto_scale = True
-            pool.auto_scale_formula = body["autoScaleFormula"]
-            dedicated, low_priority, pool.auto_scale_run = evaluate(
-                store, pool, pool.auto_scale_formula
-            )
-        store.pools[pool.id] = pool
-        service.engine.resize(pool, dedicated, low_priority)
-        location = f"{service.base_url}/pools/{pool.id}"
-        return Response(201, headers=resource_headers(pool, location))
+    pool = Pool(id=body["id"], spec=body)
+    if auto:
+        pool.enable_auto_scale = True
+        pool.auto_scale_formula = body["autoScaleFormula"]
+        dedicated, low_priority, pool.auto_scale_run = evaluate(
+            store, pool, pool.auto_scale_formula
+        )
+    store.pools[pool.id] = pool
+    service.engine.resize(pool, dedicated, low_priority)
+    return pool
 
 
 def list_pools(service: Service, request: Request) -> Response:

@@ -418,6 +418,15 @@ class Engine:
                 job.end_time = utcnow()
                 job.terminate_reason = reason
                 job.set_state(JobState.COMPLETED)
+            self._end_auto_pool(job)
+
+    def _end_auto_pool(self, job: Job) -> None:
+        """A job has ended: delete its auto pool unless ``keepAlive``. Caller holds the lock."""
+        if job.auto_pool_id is None or job.auto_pool_kept:
+            return
+        pool = self.store.pools.get(job.auto_pool_id)
+        if pool is not None and pool.state != PoolState.DELETING:
+            self.delete_pool(pool)
 
     def _node_of(self, attempt: TaskAttempt) -> Node | None:
         pool = self.store.pools.get(attempt.pool_id)
@@ -567,3 +576,4 @@ class Engine:
             job.end_time = utcnow()
             job.terminate_reason = "AllTasksComplete"
             job.set_state(JobState.COMPLETED)
+            self._end_auto_pool(job)
