@@ -49,7 +49,44 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="REDUCE groups run as N tasks on N local workers (ADLA's AUs; default 1)",
     )
+    emulator = commands.add_parser(
+        "emulator",
+        help="run Azurite and the Batch emulator for a workshop",
+        description="Run Azurite and the Batch emulator in the background, on 127.0.0.1. "
+        "While they run, azhpc.connect('emulated') in any notebook or script on this machine "
+        "uses them (one lake, one set of pools) instead of starting its own.",
+    )
+    emulator.add_argument("action", choices=("start", "status", "stop"))
     return parser
+
+
+def _emulator(action: str) -> int:
+    from azhpc.emulator import workshop
+    from azhpc.emulator.state import discover, state_path
+
+    try:
+        if action == "start":
+            state, started = workshop.start()
+            print("azhpc emulator: " + ("started" if started else "already running"))
+        elif action == "stop":
+            stopped = workshop.stop()
+            print("azhpc emulator: " + ("stopped" if stopped else "not running"))
+            return 0
+        else:
+            state = discover()
+            if state is None:
+                print("azhpc emulator: not running (start it with `azhpc emulator start`)")
+                return 3
+            print(f"azhpc emulator: running, {state.health().get('pools', 0)} pool(s)")
+    except workshop.WorkshopEmulatorError as error:
+        print(f"azhpc emulator: {error}", file=sys.stderr)
+        return 1
+    print(f"  process: {state.pid}")
+    print(f"  Batch:   {state.batch_url} (account {state.batch_account_name})")
+    print(f"  Storage: http://127.0.0.1:{state.azurite_port}/devstoreaccount1 (Azurite)")
+    print(f"  keys:    in {state_path()} (readable by you only)")
+    print("azhpc.connect('emulated') on this machine uses them; stop: `azhpc emulator stop`")
+    return 0
 
 
 def _usql_run(args: argparse.Namespace) -> int:
@@ -116,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         except AzhpcError as error:
             print(f"azhpc: {error}", file=sys.stderr)
             return 1
+    if args.command == "emulator":
+        return _emulator(args.action)
     if args.command == "usql":
         if args.usql_command == "run":
             return _usql_run(args)

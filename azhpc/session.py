@@ -356,7 +356,7 @@ def connect(
     else:
         raise ConfigError(f"backend {backend!r} does not run on the {settings.profile!r} profile")
     try:
-        lake = _open_lake(settings)
+        lake = _open_lake(settings, _running_emulators(settings))
     except BaseException:
         instance.close()
         raise
@@ -413,14 +413,20 @@ def _connect_batch(
             "write them there); leave durable= unset"
         )
     owned: list[Any] = []
-    lake = _open_lake(settings)
+    running = _running_emulators(settings)
+    lake = _open_lake(settings, running)
     try:
         if settings.profile == "emulated":
             from azhpc.config import Secret
             from azhpc.emulator import BatchEmulator
 
-            emulator = BatchEmulator().start()
-            owned.append(emulator)
+            if running is not None:
+                emulator = BatchEmulator.attach(
+                    running.batch_url, running.batch_account_name, running.batch_account_key
+                )
+            else:
+                emulator = BatchEmulator().start()
+                owned.append(emulator)
             account = BatchAccount(
                 emulator.url,
                 emulator.account_name,
@@ -466,18 +472,33 @@ def _connect_batch(
     return session
 
 
-def _open_lake(settings: Any) -> Any:
-    """The profile's lake; ``emulated`` starts Azurite (owned by the lake) and its container."""
+def _running_emulators(settings: Any) -> Any:
+    """The emulators ``azhpc emulator start`` runs, for the ``emulated`` profile (or ``None``:
+    the session starts its own)."""
+    if settings.profile != "emulated":
+        return None
+    from azhpc.emulator.state import discover
+
+    return discover()
+
+
+def _open_lake(settings: Any, running: Any = None) -> Any:
+    """The profile's lake; ``emulated`` starts Azurite (owned by the lake) and its container,
+    or uses the one ``azhpc emulator start`` runs (``running``)."""
     from azhpc.lake import Lake
 
     if settings.profile == "local":
         return Lake(settings)
     emulator = None
+    owned = False
     if settings.profile == "emulated":
         from azhpc.emulator import Azurite
 
-        emulator = Azurite().start()
-    lake = Lake(settings, emulator=emulator, owns_emulator=emulator is not None)
+        if running is not None:
+            emulator = Azurite.attach(running.azurite_port)
+        else:
+            emulator, owned = Azurite().start(), True
+    lake = Lake(settings, emulator=emulator, owns_emulator=owned)
     try:
         if emulator is not None:
             lake.ensure_container()

@@ -31,14 +31,15 @@ def batch_available() -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     """Keep the test run away from the user's own azhpc state, process-wide (sessions opened by
-    module-scoped fixtures and subprocesses included): a private lake folder, key ring and no
-    config file."""
+    module-scoped fixtures and subprocesses included): a private lake folder, key ring, no
+    config file, and no workshop emulators (``azhpc emulator start``) but the tests' own."""
     import tempfile
 
     home = Path(tempfile.mkdtemp(prefix="azhpc-tests-"))
     os.environ["AZHPC_LAKE_ROOT"] = str(home / "lake")
     os.environ["AZHPC_KEY_DIR"] = str(home / "keys")
     os.environ["AZHPC_CONFIG"] = str(home / "no-config.toml")
+    os.environ["AZHPC_EMULATOR_STATE"] = str(home / "emulator.json")
 
 
 @pytest.fixture(scope="session")

@@ -223,6 +223,7 @@ class Azurite:
         self._output: collections.deque[str] = collections.deque(maxlen=200)
         self._listening = threading.Event()
         self._workspace: str | None = None
+        self._attached = False
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -236,11 +237,22 @@ class Azurite:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    @classmethod
+    def attach(cls, port: int, *, host: str = "127.0.0.1") -> Azurite:
+        """A handle on an Azurite that another process runs (``azhpc emulator start``):
+        ``stop()`` leaves it running."""
+        handle = cls(host=host)
+        handle.port = port
+        handle._attached = True
+        return handle
+
     # -- what clients need ----------------------------------------------------------------------
 
     @property
     def running(self) -> bool:
-        """True while the emulator process is alive."""
+        """True while the emulator process is alive (always, for an attached handle)."""
+        if self._attached:
+            return True
         return self._process is not None and self._process.poll() is None
 
     @property

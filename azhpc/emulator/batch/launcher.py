@@ -92,10 +92,24 @@ class BatchEmulator:
         self._server: Any = None
         self._engine: Any = None
         self._thread: threading.Thread | None = None
+        self._attached = False
         self._lock = threading.Lock()
+
+    @classmethod
+    def attach(cls, url: str, account_name: str, account_key: str) -> BatchEmulator:
+        """A handle on an emulator that another process runs (``azhpc emulator start``): its
+        control API (faults, request counts) works; ``stop()`` leaves it running."""
+        host_port = url.split("//", 1)[-1].rstrip("/")
+        host, _, port = host_port.rpartition(":")
+        handle = cls(account_name=account_name, account_key=account_key, host=host or "127.0.0.1")
+        handle.port = int(port)
+        handle._attached = True
+        return handle
 
     def __repr__(self) -> str:
         state = f"listening on {self.url}" if self.running else "stopped"
+        if self._attached:
+            state = f"run by another process, at {self.url}"
         return f"<azhpc.emulator.BatchEmulator {self.account_name} {state}>"
 
     def __enter__(self) -> BatchEmulator:
@@ -134,7 +148,7 @@ class BatchEmulator:
         from azhpc.emulator.batch.server import BatchHTTPServer, Service
 
         with self._lock:
-            if self._server is not None:
+            if self._server is not None or self._attached:
                 return self
             try:
                 server = BatchHTTPServer(
