@@ -475,3 +475,98 @@ def test_auto_pool_of_a_terminated_job_is_deleted_unless_kept(client: Any) -> No
                 ),
             )
         )
+
+
+def _mi_pool(client: Any, pool_id: str, nodes: int, *, inter_node: bool = True) -> None:
+    client.create_pool(
+        models.BatchPoolCreateOptions(
+            id=pool_id,
+            vm_size="standard_hb120rs_v3",
+            target_dedicated_nodes=nodes,
+            enable_inter_node_communication=inter_node,
+        )
+    )
+    wait_until(
+        lambda: [n.state for n in client.list_nodes(pool_id)] == ["idle"] * nodes,
+        timeout=10,
+        what=f"{nodes} idle nodes",
+    )
+
+
+def test_multi_instance_task_runs_coordination_everywhere_and_application_on_primary(
+    client: Any,
+) -> None:
+    _mi_pool(client, "mpi", 3)
+    client.create_job(
+        models.BatchJobCreateOptions(id="j", pool_info=models.BatchPoolInfo(pool_id="mpi"))
+    )
+    report = (
+        "echo $AZ_BATCH_NODE_ID $AZ_BATCH_IS_CURRENT_NODE_MASTER $AZ_BATCH_HOST_LIST "
+        "$AZ_BATCH_MASTER_NODE > $AZ_BATCH_TASK_SHARED_DIR/coordination.txt"
+    )
+    task = models.BatchTaskCreateOptions(
+        id="mpi",
+        command_line="/bin/bash -c 'cat $AZ_BATCH_TASK_SHARED_DIR/coordination.txt; echo app "
+        "on $AZ_BATCH_NODE_ID'",
+        multi_instance_settings=models.MultiInstanceSettings(
+            number_of_instances=3, coordination_command_line=f"/bin/bash -c '{report}'"
+        ),
+    )
+    client.create_task("j", task)
+    wait_until(lambda: client.get_task("j", "mpi").state == "completed", timeout=20)
+    done = client.get_task("j", "mpi")
+    assert done.execution_info.exit_code == 0 and done.execution_info.result == "success"
+    subtasks = list(client.list_subtasks("j", "mpi"))
+    assert [s.id for s in subtasks] == [0, 1, 2]
+    nodes = [s.node_info.node_id for s in subtasks]
+    assert len(set(nodes)) == 3 and nodes[0] == done.node_info.node_id
+    assert all(s.state == "completed" and s.exit_code == 0 for s in subtasks)
+    out = b"".join(client.download_task_file("j", "mpi", "stdout.txt")).decode().split("\n")
+    primary, host_list = out[0].split()[0:2], out[0].split()[2]
+    assert primary == [nodes[0], "true"] and host_list == "127.0.0.1,127.0.0.1,127.0.0.1"
+    assert f"app on {nodes[0]}" in out
+    # The subtasks' nodes ran the coordination command as non-masters.
+    for node_id in nodes[1:]:
+        text = b"".join(
+            client.download_node_file("mpi", node_id, "workitems/j/job-1/mpi/coordination.txt")
+        ).decode()
+        assert text.split()[:2] == [node_id, "false"]
+    assert all(n.state == "idle" for n in client.list_nodes("mpi"))
+
+
+def test_multi_instance_failures_and_pools_that_cannot_run_them(client: Any) -> None:
+    _mi_pool(client, "mpi", 2)
+    _mi_pool(client, "plain", 2, inter_node=False)
+    for job_id, pool_id in (("j", "mpi"), ("k", "plain")):
+        client.create_job(
+            models.BatchJobCreateOptions(id=job_id, pool_info=models.BatchPoolInfo(pool_id=pool_id))
+        )
+    settings = models.MultiInstanceSettings(
+        number_of_instances=2,
+        coordination_command_line="/bin/bash -c 'test $AZ_BATCH_IS_CURRENT_NODE_MASTER = true'",
+    )
+    client.create_task(
+        "j",
+        models.BatchTaskCreateOptions(
+            id="coord", command_line="true", multi_instance_settings=settings
+        ),
+    )
+    too_many = models.MultiInstanceSettings(number_of_instances=3)
+    client.create_task(
+        "j",
+        models.BatchTaskCreateOptions(
+            id="big", command_line="true", multi_instance_settings=too_many
+        ),
+    )
+    client.create_task(
+        "k",
+        models.BatchTaskCreateOptions(
+            id="no-ib", command_line="true", multi_instance_settings=settings
+        ),
+    )
+    wait_until(lambda: client.get_task("j", "coord").state == "completed", timeout=20)
+    failed = client.get_task("j", "coord").execution_info
+    assert failed.result == "failure" and "coordination command" in failed.failure_info.message
+    # More instances than nodes, or a pool without inter-node communication: never scheduled.
+    assert client.get_task("j", "big").state == "active"
+    assert client.get_task("k", "no-ib").state == "active"

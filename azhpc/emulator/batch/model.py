@@ -297,6 +297,15 @@ class TaskAttempt:
     slots: int
     cancelled: bool = False
     process: subprocess.Popen[bytes] | None = None
+    #: Every process the attempt started (a multi-instance task runs one per node at once).
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: The nodes a multi-instance task holds, primary first (``(node_id,)`` otherwise).
+    node_ids: tuple[str, ...] = ()
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """The ids of the nodes this attempt holds."""
+        return self.node_ids or (self.node_id,)
 
 
 @dataclass
@@ -315,6 +324,20 @@ class Task(_Resource):
     #: The node folder the task last ran in (its files are served from there).
     task_dir: Path | None = None
     attempt: TaskAttempt | None = None
+    #: A multi-instance task's subtasks (``BatchSubtask`` REST shapes), primary first.
+    subtasks: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def instances(self) -> int:
+        """``multiInstanceSettings.numberOfInstances`` (1 for an ordinary task)."""
+        settings = self.spec.get("multiInstanceSettings") or {}
+        return int(settings.get("numberOfInstances") or 1) if settings else 1
+
+    @property
+    def affinity_node(self) -> str | None:
+        """The node ``affinityInfo.affinityId`` prefers (``TVM:<node id>``), if any."""
+        affinity = (self.spec.get("affinityInfo") or {}).get("affinityId") or ""
+        return affinity.removeprefix("TVM:") or None
 
     @property
     def required_slots(self) -> int:

@@ -145,12 +145,17 @@ def task_counts(service: Service, request: Request) -> Response:
 def _new_task(job: Job, body: dict[str, Any]) -> Task:
     _require(body, "id", "commandLine")
     _check_id(body["id"], "task")
-    if body.get("multiInstanceSettings") or body.get("dependsOn"):
-        raise ApiError(
-            400,
-            "InvalidPropertyValue",
-            "multiInstanceSettings and dependsOn are not emulated.",
-        )
+    if body.get("dependsOn"):
+        raise ApiError(400, "InvalidPropertyValue", "dependsOn is not emulated.")
+    settings = body.get("multiInstanceSettings")
+    if settings is not None:
+        instances = settings.get("numberOfInstances", 1)
+        if not isinstance(instances, int) or instances < 1:
+            raise ApiError(
+                400,
+                "InvalidPropertyValue",
+                "multiInstanceSettings.numberOfInstances must be a positive integer",
+            )
     return Task(id=body["id"], spec=body, job_id=job.id)
 
 
@@ -262,16 +267,18 @@ def _stop_attempt(service: Service, job: Job, task: Task) -> None:
     if attempt is None:
         return
     attempt.cancelled = True
-    service.engine._kill(attempt.process)
-    node = service.engine._node_of(attempt)
-    if node is not None:
-        node.running.pop((job.id, task.id), None)
-        if not node.running and node.state.value == "running":
-            from azhpc.emulator.batch.model import NodeState
-
-            node.set_state(NodeState.IDLE)
+    service.engine.kill_attempt(attempt)
+    service.engine.release(attempt)
     task.attempt = None
     service.store.changed.notify_all()
+
+
+def list_subtasks(service: Service, request: Request) -> Response:
+    """``GET /jobs/{jobId}/tasks/{taskId}/subtasksinfo`` (Task_ListSubtasks): a multi-instance
+    task's subtasks, one per node (id 0: the primary); empty for other tasks."""
+    with service.store.lock:
+        task = service.store.task(request.args["jobId"], request.args["taskId"])
+        return Response(200, {"value": [dict(s) for s in task.subtasks]})
 
 
 def terminate_task(service: Service, request: Request) -> Response:
@@ -403,6 +410,7 @@ ROUTES = [
     Route("GET", "/jobs/{jobId}/tasks", "Task_List", list_tasks),
     Route("POST", "/jobs/{jobId}/addtaskcollection", "Task_AddCollection", create_task_collection),
     Route("GET", "/jobs/{jobId}/tasks/{taskId}", "Task_Get", get_task),
+    Route("GET", "/jobs/{jobId}/tasks/{taskId}/subtasksinfo", "Task_ListSubtasks", list_subtasks),
     Route("DELETE", "/jobs/{jobId}/tasks/{taskId}", "Task_Delete", delete_task),
     Route("POST", "/jobs/{jobId}/tasks/{taskId}/terminate", "Task_Terminate", terminate_task),
     Route("GET", "/jobs/{jobId}/tasks/{taskId}/files", "File_ListFromTask", list_task_files),

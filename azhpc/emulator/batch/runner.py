@@ -250,9 +250,14 @@ class Engine:
         *,
         start_task: bool = False,
         attempt: TaskAttempt | None = None,
+        append: bool = False,
     ) -> int | None:
-        """Run ``bash -c command_line``; its exit code, or None when cancelled before start."""
-        with open(folder / "stdout.txt", "wb") as out, open(folder / "stderr.txt", "wb") as err:
+        """Run ``bash -c command_line``; its exit code, or None when cancelled before start.
+
+        Its output goes to ``stdout.txt``/``stderr.txt`` in ``folder`` (after what is there
+        with ``append``)."""
+        mode = "ab" if append else "wb"
+        with open(folder / "stdout.txt", mode) as out, open(folder / "stderr.txt", mode) as err:
             with self.store.lock:
                 if self.store.stopping.is_set() or (attempt is not None and attempt.cancelled):
                     return None
@@ -269,6 +274,7 @@ class Engine:
                     node.start_task_process = process
                 if attempt is not None:
                     attempt.process = process
+                    attempt.processes.append(process)
             return process.wait()
 
     @staticmethod
@@ -284,7 +290,9 @@ class Engine:
         self._kill(node.start_task_process)
         for (job_id, task_id), attempt in list(node.running.items()):
             attempt.cancelled = True
-            self._kill(attempt.process)
+            self.kill_attempt(attempt)
+            if len(attempt.nodes) > 1:  # a multi-instance task loses all its nodes' work
+                self.release(attempt)
             job = self.store.jobs.get(job_id)
             task = job.tasks.get(task_id) if job else None
             if requeue and job is not None and task is not None and task.attempt is attempt:
@@ -384,12 +392,8 @@ class Engine:
             attempt = task.attempt
             if attempt is not None:
                 attempt.cancelled = True
-                self._kill(attempt.process)
-                node = self._node_of(attempt)
-                if node is not None:
-                    node.running.pop((job.id, task.id), None)
-                    if not node.running and node.state == NodeState.RUNNING:
-                        node.set_state(NodeState.IDLE)
+                self.kill_attempt(attempt)
+                self.release(attempt)
                 task.attempt = None
             if task.state in (TaskState.RUNNING, TaskState.PREPARING):
                 task.execution_info.update(
@@ -432,6 +436,23 @@ class Engine:
         pool = self.store.pools.get(attempt.pool_id)
         return pool.nodes.get(attempt.node_id) if pool else None
 
+    def kill_attempt(self, attempt: TaskAttempt) -> None:
+        """Kill every process of an attempt (all nodes of a multi-instance task)."""
+        for process in [attempt.process, *attempt.processes]:
+            self._kill(process)
+
+    def release(self, attempt: TaskAttempt) -> None:
+        """Free the slots an attempt holds on each of its nodes. Caller holds the lock."""
+        pool = self.store.pools.get(attempt.pool_id)
+        for node_id in attempt.nodes:
+            node = pool.nodes.get(node_id) if pool else None
+            if node is None:
+                continue
+            if node.running.get((attempt.job_id, attempt.task_id)) is attempt:
+                del node.running[(attempt.job_id, attempt.task_id)]
+            if not node.running and node.state == NodeState.RUNNING:
+                node.set_state(NodeState.IDLE)
+
     def _schedule_loop(self) -> None:
         store = self.store
         with store.lock:
@@ -446,18 +467,50 @@ class Engine:
             pool = self.store.pools.get(job.pool_id or "")
             if pool is None or pool.state != PoolState.ACTIVE:
                 continue
-            slots = pool.task_slots_per_node
             nodes = [n for n in pool.nodes.values() if n.state in SCHEDULABLE]
+            waiting: list[str] = []  # tasks that wait for particular nodes; the others go on
             while job.queue and nodes:
                 task = job.tasks.get(job.queue[0])
                 if task is None or task.state != TaskState.ACTIVE or task.attempt is not None:
                     job.queue.popleft()
                     continue
-                node = max(nodes, key=lambda n: (slots - n.used_slots(), n.id))
-                if slots - node.used_slots() < task.required_slots:
+                placement = self._place(pool, nodes, task)
+                if placement is None:
+                    if task.instances > 1 or task.affinity_node is not None:
+                        waiting.append(job.queue.popleft())
+                        continue
                     break
                 job.queue.popleft()
-                self._start_attempt(job, task, pool, node)
+                if task.instances > 1:
+                    from azhpc.emulator.batch.multi_instance import start_multi_instance
+
+                    start_multi_instance(self, job, task, pool, placement)
+                else:
+                    self._start_attempt(job, task, pool, placement[0])
+            job.queue.extendleft(reversed(waiting))
+
+    @staticmethod
+    def _place(pool: Pool, nodes: list[Node], task: Task) -> list[Node] | None:
+        """The node(s) to run ``task`` on now, or ``None`` to wait.
+
+        A multi-instance task takes ``numberOfInstances`` idle nodes, and only on a pool with
+        inter-node communication and one task slot per node (elsewhere it stays active for
+        ever, as on Batch). A task with an affinity for a usable node waits for that node
+        (Batch may place it elsewhere when the node is busy); others take the least-loaded
+        node (spread).
+        """
+        slots = pool.task_slots_per_node
+        if task.instances > 1:
+            if not pool.spec.get("enableInterNodeCommunication") or slots != 1:
+                return None
+            free = sorted((n for n in nodes if not n.running), key=lambda n: n.id)
+            return free[: task.instances] if len(free) >= task.instances else None
+        preferred = next((n for n in nodes if n.id == task.affinity_node), None)
+        if preferred is not None:
+            fits = slots - preferred.used_slots() >= task.required_slots
+            return [preferred] if fits else None
+        node = max(nodes, key=lambda n: (slots - n.used_slots(), n.id))
+        return [node] if slots - node.used_slots() >= task.required_slots else None
 
     def _start_attempt(self, job: Job, task: Task, pool: Pool, node: Node) -> None:
         attempt = TaskAttempt(
@@ -538,11 +591,9 @@ class Engine:
                 return
             node = self._node_of(attempt)
             if node is not None:
-                node.running.pop((attempt.job_id, attempt.task_id), None)
                 node.total_tasks_run += 1
                 node.total_tasks_succeeded += failure is None
-                if not node.running and node.state == NodeState.RUNNING:
-                    node.set_state(NodeState.IDLE)
+            self.release(attempt)
             job = store.jobs.get(attempt.job_id)
             task = job.tasks.get(attempt.task_id) if job else None
             if job is None or task is None or task.attempt is not attempt:

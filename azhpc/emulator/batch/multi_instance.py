@@ -1,0 +1,203 @@
+"""Multi-instance (MPI) tasks on emulated nodes, as Batch runs them.
+
+A task with ``multiInstanceSettings`` takes ``numberOfInstances`` idle nodes of a pool with
+inter-node communication. On every node the task's folder is created, the
+``commonResourceFiles`` are downloaded into it (``AZ_BATCH_TASK_SHARED_DIR``) and the
+``coordinationCommandLine`` runs; once every coordination command has exited 0, the
+application command (the task's ``commandLine``) runs on the primary node (the first), with
+the task's ``resourceFiles`` in its working directory; its exit code is the task's. Each node
+is a subtask (``Task_ListSubtasks``; id 0 is the primary).
+
+Environment, on every node, as Batch sets it: ``AZ_BATCH_HOST_LIST`` (``ip,ip,...``),
+``AZ_BATCH_NODE_LIST`` (``ip;ip;...``), ``AZ_BATCH_MASTER_NODE`` (``ip:port``),
+``AZ_BATCH_IS_CURRENT_NODE_MASTER`` (``true``/``false``), ``AZ_BATCH_TASK_SHARED_DIR``. The
+emulated nodes are all this machine, so every address is ``127.0.0.1``: ``mpirun --host
+$AZ_BATCH_HOST_LIST`` starts one rank per node here.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from azhpc.emulator.batch.model import NodeState, TaskState, rfc3339, utcnow
+from azhpc.emulator.batch.transfer import (
+    TransferError,
+    download_resource_files,
+    upload_output_files,
+)
+
+if TYPE_CHECKING:
+    from azhpc.emulator.batch.model import Job, Node, Pool, Task, TaskAttempt
+    from azhpc.emulator.batch.runner import Engine
+
+__all__ = ["NODE_ADDRESS", "start_multi_instance"]
+
+#: Every emulated node's address for MPI: they are all this machine.
+NODE_ADDRESS = "127.0.0.1"
+#: The port Batch reserves on the master node (``AZ_BATCH_MASTER_NODE``); not for MPI.
+MASTER_PORT = 6000
+
+
+def start_multi_instance(
+    engine: Engine, job: Job, task: Task, pool: Pool, nodes: list[Node]
+) -> None:
+    """Hold ``nodes`` for ``task`` and start it in the background. Caller holds the lock."""
+    from azhpc.emulator.batch.model import TaskAttempt
+
+    primary = nodes[0]
+    attempt = TaskAttempt(
+        job_id=job.id, task_id=task.id, node_id=primary.id, pool_id=pool.id, slots=1,
+        node_ids=tuple(n.id for n in nodes),
+    )  # fmt: skip
+    task.attempt = attempt
+    for node in nodes:
+        node.running[(job.id, task.id)] = attempt
+        node.set_state(NodeState.RUNNING)
+    info = task.execution_info
+    for key in ("endTime", "exitCode", "result", "failureInfo"):
+        info.pop(key, None)
+    now = rfc3339(utcnow())
+    info["startTime"] = now
+    folders = [n.root / "workitems" / job.id / "job-1" / task.id for n in nodes]
+    task.node_info = _node_info(engine, pool, primary, job, task)
+    task.task_dir = folders[0]
+    task.subtasks = [
+        {
+            "id": index,
+            "nodeInfo": _node_info(engine, pool, node, job, task),
+            "startTime": now,
+            "state": "running",
+            "stateTransitionTime": now,
+        }
+        for index, node in enumerate(nodes)
+    ]
+    task.set_state(TaskState.RUNNING)
+    hosts = [NODE_ADDRESS] * len(nodes)
+    envs = []
+    for index, (node, folder) in enumerate(zip(nodes, folders, strict=True)):
+        env = engine._node_env(pool, node)
+        env.update(
+            {
+                "AZ_BATCH_JOB_ID": job.id,
+                "AZ_BATCH_TASK_ID": task.id,
+                "AZ_BATCH_TASK_DIR": str(folder),
+                "AZ_BATCH_TASK_WORKING_DIR": str(folder / "wd"),
+                "AZ_BATCH_TASK_SHARED_DIR": str(folder),
+                "AZ_BATCH_HOST_LIST": ",".join(hosts),
+                "AZ_BATCH_NODE_LIST": ";".join(hosts),
+                "AZ_BATCH_MASTER_NODE": f"{NODE_ADDRESS}:{MASTER_PORT}",
+                "AZ_BATCH_IS_CURRENT_NODE_MASTER": "true" if index == 0 else "false",
+            }
+        )
+        env.update(
+            engine._settings({"environmentSettings": job.spec.get("commonEnvironmentSettings")})
+        )
+        env.update(engine._settings(task.spec))
+        envs.append(env)
+    engine._spawn(
+        _run, engine, attempt, task, dict(task.spec), nodes, folders, envs,
+        name=f"task-{job.id}-{task.id}",
+    )  # fmt: skip
+
+
+def _node_info(engine: Engine, pool: Pool, node: Node, job: Job, task: Task) -> dict[str, Any]:
+    root = f"workitems/{job.id}/job-1/{task.id}"
+    return {
+        "affinityId": f"TVM:{node.id}",
+        "nodeUrl": f"{engine.base_url}/pools/{pool.id}/nodes/{node.id}",
+        "poolId": pool.id,
+        "nodeId": node.id,
+        "taskRootDirectory": root,
+        "taskRootDirectoryUrl": f"{engine.base_url}/pools/{pool.id}/nodes/{node.id}/files/{root}",
+    }
+
+
+def _failed(code: int | None, message: str) -> dict[str, Any]:
+    return {
+        "category": "UserError",
+        "code": "FailureExitCode",
+        "message": message,
+        "details": [{"name": "Message", "value": f"The task exited with code {code}"}],
+    }
+
+
+def _run(
+    engine: Engine,
+    attempt: TaskAttempt,
+    task: Task,
+    spec: dict[str, Any],
+    nodes: list[Node],
+    folders: list[Path],
+    envs: list[dict[str, str]],
+) -> None:
+    settings = spec.get("multiInstanceSettings") or {}
+    failure: dict[str, Any] | None = None
+    code: int | None = None
+    codes: list[int | None] = [None] * len(nodes)
+    try:
+        for folder in folders:
+            (folder / "wd").mkdir(parents=True, exist_ok=True)
+            download_resource_files(settings.get("commonResourceFiles") or [], folder)
+        download_resource_files(spec.get("resourceFiles") or [], folders[0] / "wd")
+        coordination = settings.get("coordinationCommandLine")
+        if not coordination:
+            codes = [0] * len(nodes)  # nothing to run on the subtasks' nodes
+        else:
+            with concurrent.futures.ThreadPoolExecutor(len(nodes)) as pool:
+                codes = list(
+                    pool.map(
+                        lambda i: engine._run_process(
+                            coordination,
+                            folders[i] / "wd",
+                            folders[i],
+                            envs[i],
+                            nodes[i],
+                            attempt=attempt,
+                        ),
+                        range(len(nodes)),
+                    )
+                )
+            if attempt.cancelled or any(c is None for c in codes):
+                return
+            bad = next((i for i, c in enumerate(codes) if c != 0), None)
+            if bad is not None:
+                code = codes[bad]
+                failure = _failed(
+                    code,
+                    f"The coordination command exited with code {code} on node {nodes[bad].id}",
+                )
+        if failure is None:
+            code = engine._run_process(
+                spec["commandLine"], folders[0] / "wd", folders[0], envs[0], nodes[0],
+                attempt=attempt, append=bool(coordination),
+            )  # fmt: skip
+            if code is None or attempt.cancelled:
+                return
+            codes[0] = code
+            if code != 0:
+                failure = _failed(code, "The task process exited with an unexpected exit code")
+            upload_output_files(
+                spec.get("outputFiles") or [], folders[0] / "wd", succeeded=code == 0
+            )
+    except TransferError as e:
+        failure = {"category": "UserError", "code": e.code, "message": str(e)}
+    except OSError as e:
+        failure = {"category": "ServerError", "code": "TaskStartFailed", "message": str(e)}
+    with engine.store.lock:
+        if not attempt.cancelled and task.attempt is attempt:
+            now = rfc3339(utcnow())
+            for subtask, sub_code in zip(task.subtasks, codes, strict=True):
+                subtask.update(
+                    {
+                        "state": "completed",
+                        "previousState": "running",
+                        "previousStateTransitionTime": subtask["stateTransitionTime"],
+                        "stateTransitionTime": now,
+                        "endTime": now,
+                        "exitCode": sub_code,
+                        "result": "success" if sub_code == 0 else "failure",
+                    }
+                )
+    engine._finish_attempt(attempt, code, failure)
