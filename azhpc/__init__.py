@@ -37,6 +37,7 @@ from azhpc.errors import (
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from azhpc.apps import NodeRun, run_on_pool
     from azhpc.core.job import Job, Progress
     from azhpc.executor import Executor
     from azhpc.pools import PoolSpec
@@ -58,6 +59,8 @@ _LAZY = {
     "Progress": "azhpc.core.job",
     "PoolSpec": "azhpc.pools",
     "Pool": "azhpc.pools.pool",
+    "run_on_pool": "azhpc.apps",
+    "NodeRun": "azhpc.apps",
 }
 
 __all__ = [
@@ -68,6 +71,7 @@ __all__ = [
     "GatherError",
     "Job",
     "JobCancelledError",
+    "NodeRun",
     "Pool",
     "PoolSpec",
     "Progress",
@@ -84,6 +88,7 @@ __all__ = [
     "map",
     "map_blocks",
     "map_partitions",
+    "run_on_pool",
     "submit",
     "submit_map",
 ]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from azhpc import splitting
 from azhpc.core.calls import ApplyEach, CallWithArguments, RowRange, TakePartition
 from azhpc.core.payload import Payload, encode
-from azhpc.core.spec import JobSpec, TaskSpec, new_job_id
+from azhpc.core.spec import JobSpec, Placement, TaskSpec, new_job_id
 from azhpc.errors import ConfigError
 from azhpc.session import Session, current_session
 
@@ -59,12 +59,14 @@ def run_pieces(
     gather: Callable[[list[Any]], Any],
     retries: int = 0,
     shared: Any = None,
+    placement: Placement | None = None,
 ) -> Job:
     """Run ``function`` once per piece of input as one job on ``session``; return the Job.
 
     The building block of every scatter form (and of the ``%%azrun`` magic). With
     ``shared``, the object is staged once for the whole job and each task calls
-    ``function(shared, piece)``.
+    ``function(shared, piece)``. ``placement`` (Batch only) pins tasks to nodes or makes the
+    job one multi-instance task (:func:`azhpc.run_on_pool`).
     """
     import contextlib
 
@@ -85,6 +87,7 @@ def run_pieces(
             tasks=tasks,
             retries=retries,
             shared=None if shared is None else encode(shared, what="the shared input"),
+            placement=placement,
         )
     return session.run_job(spec, gather)
 

@@ -299,7 +299,7 @@ class BatchBackend(Backend):
                 "uploadOptions": {"uploadCondition": condition},
             }
 
-        return {
+        body = {
             "id": task_id,
             "commandLine": '/bin/bash -c \'exec "$AZ_BATCH_NODE_SHARED_DIR/azhpc/env/bin/python" '
             "-m azhpc.worker batch'",
@@ -312,6 +312,36 @@ class BatchBackend(Backend):
             ],
             "constraints": {"maxTaskRetryCount": spec.retries},
         }
+        if spec.placement is not None:
+            self._place(body, spec, task_id)
+        return body
+
+    def _place(self, body: dict[str, Any], spec: JobSpec, task_id: str) -> None:
+        """Apply a job's :class:`~azhpc.core.spec.Placement` to one task's body."""
+        from azhpc.core.spec import APP_ARCHIVE
+
+        placement = spec.placement
+        assert placement is not None
+        app = None
+        if placement.files is not None:
+            app = {
+                "httpUrl": self._signer.blob_url(self._blob_name(placement.files)),
+                "filePath": APP_ARCHIVE,
+            }
+        if placement.instances > 1:
+            settings: dict[str, Any] = {"numberOfInstances": placement.instances}
+            if placement.coordination:
+                settings["coordinationCommandLine"] = placement.coordination
+            if app is not None:
+                settings["commonResourceFiles"] = [app]
+            body["multiInstanceSettings"] = settings
+            return
+        if app is not None:
+            body["resourceFiles"].append(app)
+        if placement.affinity:
+            index = next(t.index for t in spec.tasks if t.task_id == task_id)
+            body["affinityInfo"] = {"affinityId": placement.affinity[index]}
+            body["requiredSlots"] = self.pool.slots_per_node if self.pool is not None else 1
 
     def _upload_container(self) -> str:
         """The write-only container SAS URL for OutputFiles (made once an hour)."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from azhpc.core.payload import Payload
 
-__all__ = ["JobSpec", "TaskSpec", "new_job_id"]
+__all__ = ["JobSpec", "Placement", "TaskSpec", "new_job_id"]
 
 
 def new_job_id(prefix: str = "azhpc") -> str:
@@ -36,6 +36,36 @@ class TaskSpec:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where a job's tasks run on a Batch pool, and what they take along (``run_on_pool``).
+
+    Attributes
+    ----------
+    affinity
+        Per task (in order): the ``affinityId`` of the node it must run on; each such task
+        takes all of its node's slots.
+    instances
+        More than 1: the job's single task is a multi-instance (MPI) task across that many
+        nodes.
+    coordination
+        The multi-instance task's coordination command (runs on every node first).
+    files
+        A lake path (``fs`` path in the job store's filesystem) of a file every task gets as
+        :data:`APP_ARCHIVE` in its working folder (in the shared task folder of every node,
+        for a multi-instance task).
+    """
+
+    affinity: tuple[str, ...] = ()
+    instances: int = 1
+    coordination: str | None = None
+    files: str | None = None
+
+
+#: The file name the application archive of a :class:`Placement` gets on the nodes.
+APP_ARCHIVE = "azhpc-app.tar.gz"
+
+
+@dataclass(frozen=True)
 class JobSpec:
     """A job: one function applied to the inputs of its tasks.
 
@@ -57,6 +87,8 @@ class JobSpec:
     max_worker_losses
         How many times a task may take its worker down (killed, out of memory) before it
         fails with :class:`azhpc.errors.WorkerLostError`.
+    placement
+        Batch only: pin tasks to nodes, run one multi-instance task, ship application files.
     """
 
     job_id: str
@@ -66,6 +98,7 @@ class JobSpec:
     retries: int = 0
     max_worker_losses: int = 3
     shared: Payload | None = None
+    placement: Placement | None = None
 
     def __post_init__(self) -> None:
         if self.retries < 0:

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from azhpc.pools.autoscale import Autoscale
 from azhpc.pools.catalog import PriceStatus, PriceTable, VmSize, price_table
-from azhpc.pools.errors import PoolCostError, PoolSpecError, PoolSpecWarning
+from azhpc.pools.errors import (
+    EnvironmentMismatchError,
+    PoolCostError,
+    PoolSpecError,
+    PoolSpecWarning,
+    PoolStartError,
+)
 from azhpc.pools.estimate import CostEstimate
 from azhpc.pools.spec import MAX_NODES_PER_POOL, ImageReference, PoolSpec
 
@@ -13,11 +19,13 @@ __all__ = [
     "MAX_NODES_PER_POOL",
     "Autoscale",
     "CostEstimate",
+    "EnvironmentMismatchError",
     "ImageReference",
     "PoolCostError",
     "PoolSpec",
     "PoolSpecError",
     "PoolSpecWarning",
+    "PoolStartError",
     "PriceStatus",
     "PriceTable",
     "VmSize",

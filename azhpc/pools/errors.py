@@ -1,10 +1,25 @@
-"""Errors and warnings of pool specifications (all raised before any request is sent)."""
+"""Errors and warnings of pools: specifications (raised before any request is sent), nodes that
+do not start, environments that do not match."""
 
 from __future__ import annotations
 
-from azhpc.errors import ConfigError
+from azhpc.errors import AzhpcError, ConfigError
 
-__all__ = ["PoolCostError", "PoolSpecError", "PoolSpecWarning"]
+__all__ = [
+    "EnvironmentMismatchError",
+    "PoolCostError",
+    "PoolSpecError",
+    "PoolSpecWarning",
+    "PoolStartError",
+]
+
+
+class PoolStartError(AzhpcError):
+    """The pool's nodes did not become usable (start task failed, nodes unusable, timeout)."""
+
+
+class EnvironmentMismatchError(AzhpcError):
+    """The pool's nodes have another Python, cloudpickle or azhpc than this client."""
 
 
 class PoolSpecError(ConfigError):

@@ -15,10 +15,12 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from azhpc.backends.batch_account import BatchError
-from azhpc.errors import AzhpcError, ConfigError
+from azhpc.errors import ConfigError
+from azhpc.pools.errors import EnvironmentMismatchError, PoolStartError
 from azhpc.session import Session, current_session
 
 if TYPE_CHECKING:
@@ -38,14 +40,6 @@ ON_THE_WAY = frozenset(
 BROKEN = frozenset({"starttaskfailed", "unusable"})
 #: Batch's limit on ``autoPoolIdPrefix``.
 AUTO_POOL_PREFIX_LENGTH = 20
-
-
-class PoolStartError(AzhpcError):
-    """The pool's nodes did not become usable (start task failed, nodes unusable, timeout)."""
-
-
-class EnvironmentMismatchError(AzhpcError):
-    """The pool's nodes have another Python, cloudpickle or azhpc than this client."""
 
 
 def _client_environment() -> dict[str, str]:
@@ -86,6 +80,17 @@ def check_environment(recorded: dict[str, Any], pool_id: str) -> None:
             f"again for this environment (azhpc.Pool({pool_id!r}).delete(), or a new pool id), "
             "or run this client with the nodes' versions. Nothing was submitted."
         )
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """One node of a pool, as the service reports it."""
+
+    node_id: str
+    state: str
+    affinity_id: str
+    start_task: str
+    start_task_exit_code: int | None
 
 
 class BatchPool:
@@ -158,6 +163,11 @@ class BatchPool:
     def total_slots(self) -> int:
         """Task slots of the pool at its target size."""
         return max(1, self._target) * self._slots_per_node
+
+    @property
+    def slots_per_node(self) -> int:
+        """Task slots of one node."""
+        return self._slots_per_node
 
     def _call(self, what: str, call: Any) -> Any:
         from azhpc.backends.batch_account import call_batch
@@ -300,6 +310,60 @@ class BatchPool:
             lambda: list(self.account.client().list_nodes(self.pool_id, select=["id", "state"])),
         )
         return {n.id: _enum(n.state) for n in nodes}
+
+    def nodes(self) -> list[NodeStatus]:
+        """Every node of the pool, in id order, with its state, affinity id and start task."""
+        listed = self._call(
+            f"list the nodes of pool {self.pool_id!r}",
+            lambda: list(
+                self.account.client().list_nodes(
+                    self.pool_id, select=["id", "state", "affinityId", "startTaskInfo"]
+                )
+            ),
+        )
+        out = []
+        for node in sorted(listed, key=lambda n: n.id):
+            info = node.start_task_info
+            out.append(
+                NodeStatus(
+                    node_id=node.id,
+                    state=_enum(node.state),
+                    affinity_id=str(node.affinity_id or ""),
+                    start_task=_enum(info.state) if info is not None and info.state else "",
+                    start_task_exit_code=info.exit_code if info is not None else None,
+                )
+            )
+        return out
+
+    def every_node_or_explain(self, wanted: int | None = None) -> list[NodeStatus]:
+        """The usable nodes a run on every node (or on ``wanted`` nodes) gets.
+
+        Raises :class:`PoolStartError` naming each node that is not usable and why (its start
+        task's failure and the end of its stderr) when the run would be short of a node.
+        """
+        deadline = time.monotonic() + self.timeout
+        while True:
+            nodes = self.nodes()
+            settling = [n for n in nodes if n.state in ON_THE_WAY]
+            if not settling or time.monotonic() > deadline:
+                break
+            time.sleep(0.05 if self.account.emulated else 2.0)  # nodes change on their own
+        usable = [n for n in nodes if n.state in USABLE]
+        need = max(1, len(nodes) if wanted is None else wanted)
+        if len(usable) >= need:
+            return usable[:need]
+        states = {n.node_id: n.state for n in nodes}
+        broken = [n.node_id for n in nodes if n.state not in USABLE]
+        reasons = [
+            f"{node_id} is {states[node_id]}: {self._start_task_failure(node_id)}"
+            for node_id in broken[:5]
+        ]
+        raise PoolStartError(
+            f"the run needs {need} node(s) of pool {self.pool_id!r} and only {len(usable)} "
+            f"are usable:\n  "
+            + "\n  ".join(reasons or ["(the pool has too few nodes)"])
+            + "\nFix the start task (or the node), or run on fewer nodes with nodes=N."
+        )
 
     def _wait_for_nodes(self) -> list[str]:
         deadline = time.monotonic() + self.timeout

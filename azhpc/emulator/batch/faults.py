@@ -10,9 +10,11 @@ No SharedKey; loopback clients only. All bodies are JSON.
 ``POST /_emulator/pools/{pool}/nodes/{node}/unusable``      running tasks requeued, node
                                                             ``unusable`` for good
 ``POST /_emulator/pools/{pool}/starttaskfailure``           body ``{"enabled": true}``: the pool's
-                                                            start tasks fail (exit code 1) and its
-                                                            nodes reboot into ``starttaskfailed``;
-                                                            ``false`` heals and reboots them
+                                                            start tasks fail (exit code 1, a line
+                                                            on stderr) and its nodes reboot into
+                                                            ``starttaskfailed``; ``false`` heals
+                                                            and reboots them; ``"nodes": [...]``
+                                                            limits it to those nodes
 ``GET /_emulator/requestcounts``                            ``{"Task_AddCollection": 3, ...}``
 ``DELETE /_emulator/requestcounts``                         reset the counts
 ``GET /_emulator/health``                                   ``{"account": name, "pools": n}``
@@ -55,8 +57,25 @@ def start_task_failure(service: Service, request: Request) -> Response:
         pool = service.store.pool(request.args["poolId"])
         if not pool.spec.get("startTask"):
             raise ApiError(409, "NoStartTask", "The pool has no start task to fail.")
-        pool.fail_start_task = body.get("enabled", True) is not False
+        enabled = body.get("enabled", True) is not False
+        names = body.get("nodes")
+        if names is not None:
+            for name in names:
+                service.store.node(pool.id, name)  # 404 for a node that is not there
+        chosen = set(names) if names is not None else set(pool.nodes)
+        if enabled:
+            pool.fail_start_task_nodes = (
+                None if names is None else (pool.fail_start_task_nodes or set()) | chosen
+            )
+        elif names is None:
+            pool.fail_start_task_nodes = set()
+        else:
+            failing = pool.fail_start_task_nodes
+            pool.fail_start_task_nodes = (set(pool.nodes) if failing is None else failing) - chosen
+        pool.fail_start_task = pool.fail_start_task_nodes != set()
         for node in pool.nodes.values():
+            if node.id not in chosen:
+                continue
             service.engine.make_unusable(node)  # kills and requeues its work
             node.set_state(NodeState.REBOOTING)
             service.engine.boot(pool, node)

@@ -249,9 +249,15 @@ class BatchEmulator:
         """Make a node ``unusable`` (its running tasks are requeued)."""
         return self.inject("unusable", pool_id, node_id)
 
-    def fail_start_task(self, pool_id: str, *, enabled: bool = True) -> Any:
-        """Make the pool's start task fail on every node (``enabled=False`` heals it)."""
-        return self.inject("starttaskfailure", pool_id, enabled=enabled)
+    def fail_start_task(
+        self, pool_id: str, *, enabled: bool = True, nodes: list[str] | None = None
+    ) -> Any:
+        """Make the pool's start task fail on every node, or on ``nodes`` only; the nodes
+        reboot to run it (``enabled=False`` heals them)."""
+        options: dict[str, Any] = {"enabled": enabled}
+        if nodes is not None:
+            options["nodes"] = list(nodes)
+        return self.inject("starttaskfailure", pool_id, **options)
 
     def request_counts(self) -> dict[str, int]:
         """Requests received so far, by REST operation id (``Task_AddCollection``, ...)."""

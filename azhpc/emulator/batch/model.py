@@ -225,6 +225,8 @@ class Pool(_Resource):
     nodes: dict[str, Node] = field(default_factory=dict)
     #: Fault injection: every start task on this pool fails (exit code 1) until cleared.
     fail_start_task: bool = False
+    #: The nodes whose start task fails (``None``: every node, while ``fail_start_task``).
+    fail_start_task_nodes: set[str] | None = field(default_factory=set)
     node_counter: int = 0
     resize_generation: int = 0
 

@@ -152,7 +152,8 @@ class Engine:
                 return
             node.set_state(NodeState.WAITING_FOR_START_TASK if wait else NodeState.IDLE)
             store.changed.notify_all()
-            force_fail = pool.fail_start_task
+            failing = pool.fail_start_task_nodes
+            force_fail = pool.fail_start_task and (failing is None or node.id in failing)
         succeeded = self._run_start_task(pool, node, generation, start_task, force_fail)
         with store.lock:
             if not self._alive(pool, node, generation):
@@ -211,7 +212,11 @@ class Engine:
             try:
                 download_resource_files(spec.get("resourceFiles") or [], working_dir)
                 if force_fail:
-                    code = 1
+                    code = self._run_process(
+                        "echo 'start task failed: fault injected by the Batch emulator' >&2; "
+                        "exit 1",
+                        working_dir, folder, env, node, start_task=True,
+                    )  # fmt: skip
                 else:
                     code = self._run_process(
                         spec["commandLine"], working_dir, folder, env, node, start_task=True

@@ -1,0 +1,176 @@
+"""run_on_pool: a command on every node, and an mpi4py program as one multi-instance task, on
+the Batch emulator through the real SDK (Open MPI's mpirun starts the ranks)."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import azhpc
+from tests.conftest import batch_available
+
+pytestmark = pytest.mark.skipif(
+    not batch_available(), reason="needs azure-batch and Azurite (./dev test installs both)"
+)
+needs_mpi = pytest.mark.skipif(
+    shutil.which("mpirun") is None, reason="needs Open MPI's mpirun (./dev test installs it)"
+)
+
+
+def test_a_command_on_every_node_of_a_3_node_pool(batch_session, tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "greet.sh").write_text('echo "hello from $AZ_BATCH_NODE_ID $(cat data.txt)"\n')
+    (app / "data.txt").write_text("with data\n")
+    with azhpc.Pool("every", "Standard_D2s_v5", nodes=3, task_slots_per_node=2,
+                    session=batch_session) as pool:  # fmt: skip
+        runs = azhpc.run_on_pool("bash greet.sh", pool=pool, files=app).result(timeout=120)
+        nodes = sorted(pool.nodes())
+    assert [r.node for r in runs] == nodes and len(set(nodes)) == 3
+    for run in runs:
+        assert run.exit_code == 0
+        assert run.stdout == f"hello from {run.node} with data\n"
+
+
+def test_a_failing_command_names_its_node_and_stderr(batch_session) -> None:
+    with azhpc.Pool("failing", "Standard_D2s_v5", nodes=1, session=batch_session) as pool:
+        job = azhpc.run_on_pool("echo broken pipe dream >&2; exit 3", pool=pool)
+        with pytest.raises(azhpc.TaskError) as caught:
+            job.result(timeout=60)
+    message = str(caught.value)
+    assert "exited with code 3 on node tvmps_" in message and "broken pipe dream" in message
+
+
+MONTE_CARLO = textwrap.dedent(
+    """
+    import json, os
+    import numpy as np
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    rng = np.random.default_rng(1000 + comm.rank)
+    xy = rng.random((200_000, 2))
+    hits = comm.reduce(int(((xy ** 2).sum(axis=1) <= 1.0).sum()), op=MPI.SUM, root=0)
+    seen = {k: os.environ.get(k) for k in
+            ("AZ_BATCH_HOST_LIST", "AZ_BATCH_MASTER_NODE", "AZ_BATCH_TASK_SHARED_DIR")}
+    everyone = comm.gather(seen, root=0)
+    if comm.rank == 0:
+        print(json.dumps({"size": comm.size, "hits": hits, "env": everyone}))
+    """
+)
+
+
+@needs_mpi
+def test_mpi4py_on_4_nodes_returns_the_right_answer(batch_session, tmp_path: Path) -> None:
+    import json
+
+    import numpy as np
+
+    script = tmp_path / "pi.py"
+    script.write_text(MONTE_CARLO)
+    spec = azhpc.PoolSpec("mpi4", "Standard_HB120rs_v3", nodes=4, mpi=True,
+                          inter_node_communication=True)  # fmt: skip
+    with azhpc.Pool(spec, session=batch_session) as pool:
+        run = azhpc.run_on_pool(script, pool=pool, mpi=True).result(timeout=180)
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    expected = 0
+    for rank in range(4):
+        xy = np.random.default_rng(1000 + rank).random((200_000, 2))
+        expected += int(((xy**2).sum(axis=1) <= 1.0).sum())
+    assert result["size"] == 4 and result["hits"] == expected and run.ranks == 4
+    for env in result["env"]:
+        assert env["AZ_BATCH_HOST_LIST"] == ",".join(["127.0.0.1"] * 4)
+        assert env["AZ_BATCH_MASTER_NODE"].startswith("127.0.0.1:")
+        assert env["AZ_BATCH_TASK_SHARED_DIR"]
+
+
+@needs_mpi
+def test_a_failing_rank_fails_the_task_with_its_stderr(batch_session, tmp_path: Path) -> None:
+    script = tmp_path / "bad.py"
+    script.write_text(
+        "import sys\nfrom mpi4py import MPI\n"
+        "if MPI.COMM_WORLD.rank == 2:\n"
+        "    print('rank 2 cannot go on', file=sys.stderr)\n"
+        "    sys.exit(7)\n"
+    )
+    spec = azhpc.PoolSpec("mpibad", "Standard_HB120rs_v3", nodes=3, mpi=True,
+                          inter_node_communication=True)  # fmt: skip
+    with azhpc.Pool(spec, session=batch_session) as pool:
+        job = azhpc.run_on_pool(script, pool=pool, mpi=True)
+        with pytest.raises(azhpc.TaskError) as caught:
+            job.result(timeout=180)
+    assert "rank 2 cannot go on" in str(caught.value)
+    assert "3 MPI ranks" in str(caught.value)
+
+
+def test_a_start_task_failing_on_one_node_is_named_with_its_reason(batch_session) -> None:
+    emulator = batch_session.batch_account.emulator
+    with azhpc.Pool("broken", "Standard_D2s_v5", nodes=3, session=batch_session) as pool:
+        victim = sorted(pool.nodes())[1]
+        emulator.fail_start_task(pool.pool_id, nodes=[victim])
+        with pytest.raises(azhpc.pools.PoolStartError) as caught:
+            azhpc.run_on_pool("hostname", pool=pool)
+        message = str(caught.value)
+        assert f"{victim} is starttaskfailed" in message
+        assert "fault injected by the Batch emulator" in message  # the end of its stderr
+        assert "only 2 are usable" in message and "nodes=N" in message
+        # Asked for two nodes, it runs on the two usable ones.
+        runs = azhpc.run_on_pool("hostname", pool=pool, nodes=2).result(timeout=60)
+        assert victim not in [r.node for r in runs] and len(runs) == 2
+
+
+def test_mpi_is_refused_before_any_task_on_pools_that_cannot_run_it(batch_session) -> None:
+    from azhpc.pools import PoolSpecError
+
+    counts = batch_session.batch_account.emulator
+    with azhpc.Pool("no-ib", "Standard_D2s_v5", nodes=2, session=batch_session) as pool:
+        counts.reset_request_counts()
+        with pytest.raises(PoolSpecError, match="inter_node_communication"):
+            azhpc.run_on_pool("hostname", pool=pool, mpi=True)
+        assert "Task_AddCollection" not in counts.request_counts()
+    with pytest.raises(PoolSpecError, match="spot"):
+        azhpc.PoolSpec("spot-mpi", "Standard_H16r", spot_nodes=2, mpi=True,
+                       inter_node_communication=True)  # fmt: skip
+    with pytest.raises(azhpc.ConfigError, match="Batch pool"):
+        azhpc.run_on_pool("hostname", pool=batch_session)
+
+
+@needs_mpi
+def test_the_node_view_shows_sub_tasks_and_stdout_tails_live(batch_session, tmp_path: Path):
+    from azhpc.pools.nodeview import NodeView, format_html, format_text
+    from tests.conftest import wait_until
+
+    gate = tmp_path / "gate"
+    script = tmp_path / "wait.py"
+    script.write_text(
+        "import os, time\nfrom mpi4py import MPI\n"
+        "print(f'rank {MPI.COMM_WORLD.rank} started', flush=True)\n"
+        f"while not os.path.exists({str(gate)!r}):\n    time.sleep(0.05)\n"
+    )
+    spec = azhpc.PoolSpec("view", "Standard_HB120rs_v3", nodes=3, mpi=True,
+                          inter_node_communication=True)  # fmt: skip
+    with azhpc.Pool(spec, session=batch_session) as pool:
+        job = azhpc.run_on_pool(script, pool=pool, mpi=True, progress=False)
+        view = NodeView(pool, job)
+        rows: list = []
+
+        def all_started() -> bool:
+            rows[:] = view.snapshot()
+            tails = "".join(row.stdout_tail for row in rows)
+            return all("sub-task" in row.task for row in rows) and all(
+                f"rank {r} started" in tails for r in range(3)
+            )
+
+        wait_until(all_started, timeout=60, what="three sub-tasks and rank output")
+        gate.touch()
+        job.result(timeout=60)
+    assert sorted(row.task.rsplit(" ", 1)[-1] for row in rows) == ["0", "1", "2"]
+    assert all(row.state == "running" and row.start_task.startswith("completed") for row in rows)
+    primary = next(row for row in rows if row.task.endswith("sub-task 0"))
+    assert {f"rank {r} started" for r in range(3)} <= set(primary.stdout_tail.splitlines())
+    text = "\n".join(format_text(rows))
+    assert primary.node_id in text and "sub-task 0" in text
+    assert "rank 0 started" in format_html(rows)
