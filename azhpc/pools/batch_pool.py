@@ -88,9 +88,29 @@ def start_task_script(
         'export UV_PYTHON_INSTALL_DIR="$ROOT/python"',
     ]
     packages = [azhpc_req, _cloudpickle_requirement()]
+    if spec.mpi:
+        packages.append("mpi4py>=4")
+    apt = list(spec.apt_packages)
+    if spec.mpi and not spec.image.is_hpc:  # HPC images ship their MPI libraries
+        apt += [p for p in ("openmpi-bin", "libopenmpi-dev") if p not in apt]
+    system: list[str] = []
+    if apt and node_python is None:
+        system = [
+            f"# 0. system packages: {' '.join(apt)}",
+            "export DEBIAN_FRONTEND=noninteractive",
+            "apt-get update -qq",
+            f"apt-get install -y -qq --no-install-recommends {' '.join(q(p) for p in apt)}",
+        ]
+    elif apt:
+        system = [
+            f"# 0. system packages ({' '.join(apt)}): not installed on emulated nodes, which are "
+            "this machine"
+        ]
+    lines[6:6] = system
+    head = 6 + len(system)
     requirements = spec.requirements
     if node_python is not None:
-        lines = [*lines[:6], "# 1-3. this node already has its Python environment: point at it"]
+        lines = [*lines[:head], "# 1-3. this node already has its Python environment: point at it"]
         lines += [
             'mkdir -p "$ENV_DIR/bin"',
             f'printf \'#!/bin/sh\\nexec %s "$@"\\n\' {q(q(node_python))} > "$ENV_DIR/bin/python"',

@@ -125,7 +125,11 @@ class PoolSpec:
     max_cost_per_hour
         Refuse the spec when its estimate (in the price table's currency) is higher.
     mpi
-        This pool will run MPI multi-instance tasks.
+        This pool will run MPI multi-instance tasks: the start task also installs Open MPI
+        (unless the image is an HPC image, which has it) and mpi4py.
+    apt_packages
+        Debian/Ubuntu packages the start task installs first (``apt-get install``), e.g.
+        ``("build-essential",)``.
 
     Raises
     ------
@@ -156,6 +160,7 @@ class PoolSpec:
     autoscale: Autoscale | str | None = None
     max_cost_per_hour: float | None = None
     mpi: bool = False
+    apt_packages: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -173,6 +178,7 @@ class PoolSpec:
         autoscale: Autoscale | str | None = None,
         max_cost_per_hour: float | None = None,
         mpi: bool = False,
+        apt_packages: Sequence[str] = (),
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -192,6 +198,7 @@ class PoolSpec:
             "autoscale": autoscale,
             "max_cost_per_hour": max_cost_per_hour,
             "mpi": mpi,
+            "apt_packages": _normalise_apt_packages(apt_packages),
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)
@@ -333,6 +340,24 @@ def _normalise_requirements(requirements: object) -> tuple[str, ...] | Path:
         "must be a list of pip requirement strings or the path of a requirements.txt / "
         f"environment.yml, got {type(requirements).__name__}",
     )
+
+
+_APT_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]*(=[A-Za-z0-9.+:~-]+)?$")
+
+
+def _normalise_apt_packages(packages: object) -> tuple[str, ...]:
+    if isinstance(packages, str):
+        packages = packages.split()
+    if not isinstance(packages, Sequence) or not all(isinstance(p, str) for p in packages):
+        raise PoolSpecError("apt_packages", f"must be a list of package names, got {packages!r}")
+    bad = [p for p in packages if not _APT_NAME.match(p)]
+    if bad:
+        raise PoolSpecError(
+            "apt_packages",
+            f"{bad[0]!r} is not a Debian package name (lower-case letters, digits, '+', '-', "
+            "'.'; optionally =version), e.g. 'build-essential'",
+        )
+    return tuple(packages)
 
 
 def _is_count(value: object) -> bool:

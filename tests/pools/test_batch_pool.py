@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from azhpc.pools import Autoscale, PoolSpec
+from azhpc.pools import Autoscale, PoolSpec, PoolSpecError
 
 models = pytest.importorskip("azure.batch.models")
 
@@ -106,3 +106,22 @@ def test_start_task_script_is_valid_bash(tmp_path, kind: str) -> None:
         assert requirements.read_text().rstrip() in script
     if kind == "environment.yml":
         assert "micromamba" in script
+
+
+def test_start_task_installs_apt_packages_first_and_mpi_where_the_image_lacks_it() -> None:
+    from azhpc.pools import ImageReference
+
+    plain = PoolSpec("p", "Standard_D4s_v5", nodes=2, apt_packages=["build-essential"])
+    script = plain.start_task_script()
+    assert script.index("apt-get install") < script.index('uv" venv')
+    assert "build-essential" in script and "openmpi" not in script and "mpi4py" not in script
+    mpi = PoolSpec("m", "Standard_D4s_v5", nodes=2, mpi=True, inter_node_communication=True)
+    script = mpi.start_task_script()
+    assert "openmpi-bin libopenmpi-dev" in script and "'mpi4py>=4'" in script
+    hpc = PoolSpec("h", "Standard_HB120rs_v3", nodes=2, mpi=True, inter_node_communication=True)
+    assert hpc.image == ImageReference.ubuntu_hpc_2204()
+    script = hpc.start_task_script()
+    assert "apt-get" not in script and "'mpi4py>=4'" in script  # the HPC image has its MPI
+    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+    with pytest.raises(PoolSpecError, match="apt_packages"):
+        PoolSpec("p", "Standard_D4s_v5", nodes=1, apt_packages=["rm -rf /"])
