@@ -21,7 +21,7 @@ import sys
 import tarfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from azhpc.pools.pool import NodeStatus, Pool
     from azhpc.pools.spec import PoolSpec
 
-__all__ = ["CommandFailedError", "NodeCommand", "NodeRun", "run_on_pool"]
+__all__ = ["CommandFailedError", "NodeCommand", "NodeRun", "launch", "run_on_pool"]
 
 #: How much of a command's stdout and stderr comes back in a :class:`NodeRun` (the end).
 OUTPUT_TAIL = 64 * 1024
@@ -392,8 +392,6 @@ def run_on_pool(
     >>> [r.node for r in runs]                                            # doctest: +SKIP
     ['tvmps_0001_d', 'tvmps_0002_d', 'tvmps_0003_d']
     """
-    from azhpc.pools.pool import Pool
-    from azhpc.pools.spec import PoolSpec
 
     shipped = _as_paths(files)
     line = _command_line(command, shipped)
@@ -405,6 +403,40 @@ def run_on_pool(
     if nodes is not None and (isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 1):
         raise ConfigError(f"run_on_pool: nodes= must be a whole number >= 1, got {nodes!r}")
     environment = {str(k): str(v) for k, v in (env or {}).items()}
+    return launch(
+        pool,
+        line,
+        shipped,
+        requirements=requirements_path,
+        env=environment,
+        mpi=mpi,
+        nodes=nodes,
+        keep=keep,
+        progress=progress,
+    )
+
+
+def launch(
+    pool: Pool | PoolSpec,
+    line: str,
+    shipped: list[Path],
+    *,
+    requirements: Path | None = None,
+    env: dict[str, str] | None = None,
+    mpi: bool = False,
+    nodes: int | None = None,
+    keep: bool = False,
+    progress: bool | None = None,
+    wrap: Callable[[NodeCommand], Callable[[int], Any]] | None = None,
+    gather: Callable[[list[Any]], Any] | None = None,
+    name: str | None = None,
+) -> Job:
+    """:func:`run_on_pool` after its arguments are checked; ``wrap`` turns the node command
+    into the function the tasks run, ``gather`` their results into the job's (both default to
+    run_on_pool's: the :class:`NodeRun` values). Used by ``%%azrun --mpi``."""
+    from azhpc.pools.pool import Pool
+    from azhpc.pools.spec import PoolSpec
+
     owned = None
     if isinstance(pool, PoolSpec):
         owned = Pool(pool, keep=keep, progress=progress)
@@ -417,7 +449,10 @@ def run_on_pool(
             _check_mpi_pool(target)
         target.start()
         chosen = batch_pool.every_node_or_explain(nodes)
-        job = _submit(target, chosen, line, shipped, requirements_path, environment, mpi=mpi)
+        job = _submit(
+            target, chosen, line, shipped, requirements, env or {}, mpi=mpi, wrap=wrap,
+            gather=gather, name=name,
+        )  # fmt: skip
     except BaseException:
         if owned is not None:
             owned.close()
@@ -437,6 +472,9 @@ def _submit(
     env: dict[str, str],
     *,
     mpi: bool,
+    wrap: Callable[[NodeCommand], Callable[[int], Any]] | None,
+    gather: Callable[[list[Any]], Any] | None,
+    name: str | None,
 ) -> Job:
     from azhpc.core.spec import Placement
     from azhpc.scatter import run_pieces
@@ -449,24 +487,26 @@ def _submit(
         archive = f"{store.root}/apps/{digest}.tar.gz"
         if not store.fs.exists(archive):
             store.fs.pipe(archive, data)
-    function = NodeCommand(
+    command = NodeCommand(
         line,
         ranks=len(chosen) if mpi else 0,
         env=tuple(sorted(env.items())),
         requirements=requirements.name if requirements is not None else None,
     )
+    function = wrap(command) if wrap is not None else command
     short = line if len(line) <= 40 else line[:39] + "…"
     if mpi:
         placement = Placement(instances=len(chosen), coordination=_COORDINATION, files=archive)
         return run_pieces(
-            pool, function, [0], name=f"mpi x{len(chosen)}: {short}",
-            gather=lambda runs: runs[0], placement=placement,
+            pool, function, [0], name=name or f"mpi x{len(chosen)}: {short}",
+            gather=gather or (lambda runs: runs[0]), placement=placement,
         )  # fmt: skip
     expected = [n.node_id for n in chosen]
     placement = Placement(affinity=tuple(n.affinity_id for n in chosen), files=archive)
     return run_pieces(
-        pool, function, list(range(len(chosen))), name=f"on {len(chosen)} nodes: {short}",
-        gather=lambda runs: _one_per_node(runs, expected), placement=placement,
+        pool, function, list(range(len(chosen))),
+        name=name or f"on {len(chosen)} nodes: {short}",
+        gather=gather or (lambda runs: _one_per_node(runs, expected)), placement=placement,
     )  # fmt: skip
 
 

@@ -271,6 +271,7 @@ def submit_cell(
     pool: Session | None = None,
     filename: str | None = None,
     ignore: Iterable[str] = (),
+    mpi: int | None = None,
 ) -> Job:
     """Check a cell's variables and start it on the pool; return the running Job.
 
@@ -304,6 +305,9 @@ def submit_cell(
         The cell's name in tracebacks (see :func:`cell_filename`).
     ignore
         Namespace names to treat as absent (IPython's own entries).
+    mpi
+        Run the cell as an mpi4py program with this many ranks, one per node of ``pool`` (an
+        MPI :class:`azhpc.Pool`); rank 0's values come back (``--mpi N``).
 
     Returns
     -------
@@ -323,6 +327,11 @@ def submit_cell(
         raise ConfigError("--map and --scatter cannot be used together; choose one")
     if by and scatter is None:
         raise ConfigError("--by applies to --scatter; add --scatter DF")
+    if mpi is not None and (map_name is not None or scatter is not None or retries):
+        raise ConfigError(
+            "--mpi runs the cell once per rank as one MPI program; it does not combine with "
+            "--map, --scatter or --retries"
+        )
     filename = filename or cell_filename(source)
     names = analyze_cell(source, filename)
     session = current_session(pool)
@@ -351,6 +360,10 @@ def submit_cell(
     else:
         pull = tuple(out) if out else names.assigns
         runner = CellRunner(source, filename, shipped, pull=pull, strict=bool(out))
+        if mpi is not None:
+            from azhpc.notebook.mpicell import submit_mpi_cell
+
+            return submit_mpi_cell(runner, mpi, session)
         pieces, gather, label = [None], _GatherPlain(), "%%azrun"
     job = scatter_api.run_pieces(
         session, runner, pieces, name=label, gather=gather, retries=retries

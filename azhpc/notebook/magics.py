@@ -188,6 +188,16 @@ class AzrunMagics(Magics):
         metavar="VAR",
         help="Run on the Session in variable VAR (default: the current session).",
     )
+    @argument(
+        "--mpi",
+        type=int,
+        metavar="N",
+        help=(
+            "Run the cell as an mpi4py program with N ranks, one per node of the MPI pool "
+            "given with --pool (an azhpc.Pool with mpi=True); rank 0's variables (or the "
+            "--out names) and its last expression's value come back."
+        ),
+    )
     @cell_magic("azrun")
     def azrun_cell(self, line: str, cell: str) -> Any:
         """Run this cell on the azhpc pool, as if it ran here.
@@ -223,6 +233,8 @@ class AzrunMagics(Magics):
             "filename": self._filename("\n" + cell),
             "ignore": self._ignored(),
         }
+        if args.mpi is not None:
+            options["mpi"] = args.mpi
         out = _names("--out", args.out)
         if args.no_wait:
             if len(out) > 1:
