@@ -174,3 +174,24 @@ def test_the_node_view_shows_sub_tasks_and_stdout_tails_live(batch_session, tmp_
     text = "\n".join(format_text(rows))
     assert primary.node_id in text and "sub-task 0" in text
     assert "rank 0 started" in format_html(rows)
+
+
+def test_a_pool_spec_gives_a_pool_for_the_run_which_is_deleted_after_it(batch_session) -> None:
+    from azhpc.session import _make_default
+    from tests.conftest import wait_until
+
+    _make_default(batch_session)
+    client = batch_session.batch_account.client()
+    spec = azhpc.PoolSpec("for-the-run", "Standard_D2s_v5", nodes=2)
+    job = azhpc.run_on_pool("echo $AZ_BATCH_POOL_ID", pool=spec, progress=False)
+    runs = job.result(timeout=120)
+    assert [r.stdout.strip() for r in runs] == ["for-the-run", "for-the-run"]
+    wait_until(
+        lambda: "for-the-run" not in [p.id for p in client.list_pools()],
+        timeout=30,
+        what="the run's pool deleted",
+    )
+    kept = azhpc.run_on_pool("true", pool=spec, keep=True, progress=False)
+    kept.result(timeout=120)
+    assert "for-the-run" in [p.id for p in client.list_pools()]
+    azhpc.Pool("for-the-run", session=batch_session).delete()

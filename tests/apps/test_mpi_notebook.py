@@ -1,0 +1,81 @@
+"""The MPI workshop notebook runs top to bottom in a real Jupyter kernel on ``emulated``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import nbformat
+import numpy as np
+import pytest
+
+from azhpc.config import ENVIRONMENT
+from tests.conftest import batch_available
+from tests.notebook_run import cell, execute, shown
+
+pytestmark = [
+    pytest.mark.skipif(
+        not batch_available(), reason="needs azure-batch and Azurite (./dev test installs both)"
+    ),
+    pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs Open MPI's mpirun"),
+]
+
+
+@pytest.fixture(scope="module")
+def notebook(tmp_path_factory: pytest.TempPathFactory) -> nbformat.NotebookNode:
+    home = tmp_path_factory.mktemp("notebook-05")
+    env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT.values()}
+    env.update(AZHPC_PROFILE="emulated", AZHPC_CONFIG=str(home / "no-config.toml"))
+    return execute("05-mpi-on-batch.ipynb", timeout=180, env=env)
+
+
+def printed(code) -> str:
+    """What a cell printed to stdout (not the widgets it displayed)."""
+    return "".join(
+        o.get("text", "")
+        for o in code.outputs
+        if o.get("output_type") == "stream" and o.get("name") == "stdout"
+    )
+
+
+def test_runs_without_errors(notebook):
+    for code in notebook.cells:
+        if code.cell_type == "code":
+            errors = [o for o in code.outputs if o.output_type == "error"]
+            assert errors == [], f"{code.source}\n{shown(code)}"
+
+
+def test_shows_the_cost_of_ten_h16r_nodes(notebook):
+    assert "about 18.00 EUR/hour" in shown(cell(notebook, '"Standard_H16r", nodes=10'))
+
+
+def test_runs_a_command_on_each_of_the_four_nodes(notebook):
+    lines = printed(cell(notebook, "has $(nproc) cores")).strip().splitlines()
+    nodes = [line.split(" -> ")[0] for line in lines]
+    assert len(nodes) == 4 == len(set(nodes))
+    assert all(line.split(" -> ")[1].startswith(line.split(" -> ")[0]) for line in lines)
+
+
+def test_the_mpi_monte_carlo_is_right(notebook):
+    text = printed(cell(notebook, "job.result()\nprint(run.stdout"))
+    answer = json.loads(text.strip().splitlines()[-1])
+    hits = 0
+    for rank in range(4):
+        xy = np.random.default_rng(seed=rank).random((500_000, 2))
+        hits += int(((xy**2).sum(axis=1) <= 1.0).sum())
+    assert answer["ranks"] == 4 and answer["pi"] == 4 * hits / (500_000 * 4)
+    assert answer["host_list_seen_by_each_rank"] == ["127.0.0.1,127.0.0.1,127.0.0.1,127.0.0.1"] * 4
+
+
+def test_the_mpi_cell_brings_back_the_distributed_sum(notebook):
+    assert "total 499999500000, numpy here says 499999500000" in shown(
+        cell(notebook, 'print(f"total {total:.0f}')
+    )
+    ranks = shown(cell(notebook, "%%azrun --mpi 4"))
+    assert all(f"rank {r}: 250000 values" in ranks for r in range(4))
+
+
+def test_a_failing_rank_is_reported_and_the_pool_deleted(notebook):
+    assert "rank 3 ran out of input" in shown(cell(notebook, "ran out of input"))
+    assert shown(cell(notebook, "pool.close()")).strip().endswith("[]")
