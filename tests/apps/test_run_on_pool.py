@@ -195,3 +195,38 @@ def test_a_pool_spec_gives_a_pool_for_the_run_which_is_deleted_after_it(batch_se
     kept.result(timeout=120)
     assert "for-the-run" in [p.id for p in client.list_pools()]
     azhpc.Pool("for-the-run", session=batch_session).delete()
+
+
+def _tiny_wheel(folder: Path) -> Path:
+    """A wheel of a one-module package (built by hand: no network, no build backend)."""
+    import zipfile
+
+    wheel = folder / "mini-0.1-py3-none-any.whl"
+    info = "mini-0.1.dist-info"
+    files = {
+        "mini/__init__.py": "VALUE = 'installed from requirements.txt'\n",
+        f"{info}/METADATA": "Metadata-Version: 2.1\nName: mini\nVersion: 0.1\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\n"
+        "Tag: py3-none-any\n",
+    }
+    record = "".join(f"{name},,\n" for name in files) + f"{info}/RECORD,,\n"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name, text in {**files, f"{info}/RECORD": record}.items():
+            archive.writestr(name, text)
+    return wheel
+
+
+def test_requirements_are_installed_on_each_node_first(batch_session, tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    wheel = _tiny_wheel(app)
+    requirements = app / "requirements.txt"
+    requirements.write_text(f"--no-index\n./{wheel.name}\n")
+    with azhpc.Pool("reqs", "Standard_D2s_v5", nodes=2, session=batch_session) as pool:
+        runs = azhpc.run_on_pool(
+            "python -c 'import mini; print(mini.VALUE)'",
+            pool=pool,
+            files=app,
+            requirements=requirements,
+        ).result(timeout=120)
+    assert [r.stdout for r in runs] == ["installed from requirements.txt\n"] * 2
