@@ -109,3 +109,16 @@ def communicate_or_kill(proc, timeout: float):
         proc.kill()
         proc.communicate()
         raise
+
+
+def azure_profile_env(host: azhpc.Session) -> dict[str, str]:
+    """The ``AZHPC_*`` settings that point an ``azure``-profile client (a subprocess) at an
+    emulated session's Azurite and Batch emulator, as if they were an Azure account."""
+    batch = host.batch_account.emulator
+    return {
+        "AZHPC_CONNECTION_STRING": host.lake.storage_options()["connection_string"],
+        "AZHPC_CONTAINER": host.lake.settings.container,
+        "AZHPC_BATCH_URL": batch.url,
+        "AZHPC_BATCH_ACCOUNT_NAME": batch.account_name,
+        "AZHPC_BATCH_ACCOUNT_KEY": batch.account_key,
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -46,3 +47,26 @@ def cell(notebook, snippet: str):
     """The one code cell whose source contains ``snippet``."""
     (found,) = [c for c in notebook.cells if c.cell_type == "code" and snippet in c.source]
     return found
+
+
+def profile_env(profile: str, home: Path) -> dict[str, str]:
+    """This process's environment without any azhpc setting, on ``profile``, with no config
+    file and a lake folder under ``home``: what a notebook's kernel gets in the tests."""
+    from azhpc.config import ENVIRONMENT
+
+    env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT.values()}
+    env.update(
+        AZHPC_PROFILE=profile,
+        AZHPC_LAKE_ROOT=str(home / "lake"),  # local: never the user's ~/.azhpc/lake
+        AZHPC_CONFIG=str(home / "no-config.toml"),
+    )
+    return env
+
+
+def errors(notebook) -> list[str]:
+    """Each code cell that raised: its source and what it showed."""
+    return [
+        f"{code.source}\n{shown(code)}"
+        for code in notebook.cells
+        if code.cell_type == "code" and any(o.output_type == "error" for o in code.outputs)
+    ]

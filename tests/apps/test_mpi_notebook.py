@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 import nbformat
 import numpy as np
 import pytest
 
-from azhpc.config import ENVIRONMENT
 from tests.conftest import batch_available
-from tests.notebook_run import cell, execute, shown
+from tests.notebook_run import cell, errors, execute, profile_env, shown
 
 pytestmark = [
     pytest.mark.skipif(
@@ -25,8 +23,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def notebook(tmp_path_factory: pytest.TempPathFactory) -> nbformat.NotebookNode:
     home = tmp_path_factory.mktemp("notebook-05")
-    env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT.values()}
-    env.update(AZHPC_PROFILE="emulated", AZHPC_CONFIG=str(home / "no-config.toml"))
+    env = profile_env("emulated", home)
     return execute("05-mpi-on-batch.ipynb", timeout=180, env=env)
 
 
@@ -40,10 +37,7 @@ def printed(code) -> str:
 
 
 def test_runs_without_errors(notebook):
-    for code in notebook.cells:
-        if code.cell_type == "code":
-            errors = [o for o in code.outputs if o.output_type == "error"]
-            assert errors == [], f"{code.source}\n{shown(code)}"
+    assert errors(notebook) == []
 
 
 def test_shows_the_cost_of_ten_h16r_nodes(notebook):

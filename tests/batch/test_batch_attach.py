@@ -13,7 +13,12 @@ from pathlib import Path
 import pytest
 
 import azhpc
-from tests.conftest import batch_available, communicate_or_kill, wait_until
+from tests.conftest import (
+    azure_profile_env,
+    batch_available,
+    communicate_or_kill,
+    wait_until,
+)
 
 pytestmark = pytest.mark.skipif(
     not batch_available(), reason="needs azure-batch and Azurite (./dev test installs both)"
@@ -46,14 +51,7 @@ def test_attach_after_the_client_was_killed_runs_nothing_twice(tmp_path: Path) -
     markers = tmp_path / "markers"
     markers.mkdir()
     with azhpc.connect("emulated", workers=1, progress=False) as host:
-        batch = host.batch_account.emulator
-        settings = {
-            "AZHPC_CONNECTION_STRING": host.lake.storage_options()["connection_string"],
-            "AZHPC_CONTAINER": host.lake.settings.container,
-            "AZHPC_BATCH_URL": batch.url,
-            "AZHPC_BATCH_ACCOUNT_NAME": batch.account_name,
-            "AZHPC_BATCH_ACCOUNT_KEY": batch.account_key,
-        }
+        settings = azure_profile_env(host)
         env = {**os.environ, **settings}
         client = subprocess.Popen(
             [sys.executable, "-c", CLIENT, str(markers)],

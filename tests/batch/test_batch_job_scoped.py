@@ -13,7 +13,12 @@ from typing import Any
 import pytest
 
 import azhpc
-from tests.conftest import batch_available, communicate_or_kill, wait_until
+from tests.conftest import (
+    azure_profile_env,
+    batch_available,
+    communicate_or_kill,
+    wait_until,
+)
 
 pytestmark = pytest.mark.skipif(
     not batch_available(), reason="needs azure-batch and Azurite (./dev test installs both)"
@@ -95,15 +100,7 @@ CLIENT = textwrap.dedent(
 def test_the_pool_of_a_killed_clients_job_is_deleted_when_the_job_ends(tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     with azhpc.connect("emulated", workers=1, progress=False) as host:
-        batch = host.batch_account.emulator
-        env = {
-            **os.environ,
-            "AZHPC_CONNECTION_STRING": host.lake.storage_options()["connection_string"],
-            "AZHPC_CONTAINER": host.lake.settings.container,
-            "AZHPC_BATCH_URL": batch.url,
-            "AZHPC_BATCH_ACCOUNT_NAME": batch.account_name,
-            "AZHPC_BATCH_ACCOUNT_KEY": batch.account_key,
-        }
+        env = {**os.environ, **azure_profile_env(host)}
         client = subprocess.Popen(
             [sys.executable, "-c", CLIENT, str(gate)],
             env=env,

@@ -3,14 +3,11 @@
 
 from __future__ import annotations
 
-import os
-
 import nbformat
 import pytest
 
-from azhpc.config import ENVIRONMENT
 from tests.conftest import batch_available
-from tests.notebook_run import cell, execute, shown
+from tests.notebook_run import cell, errors, execute, profile_env, shown
 
 pytestmark = pytest.mark.skipif(
     not batch_available(), reason="needs azure-batch and Azurite (./dev test installs both)"
@@ -20,16 +17,12 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def notebook(tmp_path_factory: pytest.TempPathFactory) -> nbformat.NotebookNode:
     home = tmp_path_factory.mktemp("notebook-03")
-    env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT.values()}
-    env.update(AZHPC_PROFILE="emulated", AZHPC_CONFIG=str(home / "no-config.toml"))
+    env = profile_env("emulated", home)
     return execute("03-batch-pools.ipynb", timeout=180, env=env)
 
 
 def test_runs_without_errors(notebook):
-    for code in notebook.cells:
-        if code.cell_type == "code":
-            errors = [o for o in code.outputs if o.output_type == "error"]
-            assert errors == [], f"{code.source}\n{shown(code)}"
+    assert errors(notebook) == []
 
 
 def test_shows_the_estimates_before_creating_anything(notebook):

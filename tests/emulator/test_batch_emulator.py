@@ -477,26 +477,10 @@ def test_auto_pool_of_a_terminated_job_is_deleted_unless_kept(client: Any) -> No
         )
 
 
-def _mi_pool(client: Any, pool_id: str, nodes: int, *, inter_node: bool = True) -> None:
-    client.create_pool(
-        models.BatchPoolCreateOptions(
-            id=pool_id,
-            vm_size="standard_hb120rs_v3",
-            target_dedicated_nodes=nodes,
-            enable_inter_node_communication=inter_node,
-        )
-    )
-    wait_until(
-        lambda: [n.state for n in client.list_nodes(pool_id)] == ["idle"] * nodes,
-        timeout=10,
-        what=f"{nodes} idle nodes",
-    )
-
-
 def test_multi_instance_task_runs_coordination_everywhere_and_application_on_primary(
-    client: Any,
+    client: Any, make_pool: Any
 ) -> None:
-    _mi_pool(client, "mpi", 3)
+    make_pool("mpi", nodes=3, slots=1, enable_inter_node_communication=True)
     client.create_job(
         models.BatchJobCreateOptions(id="j", pool_info=models.BatchPoolInfo(pool_id="mpi"))
     )
@@ -534,9 +518,11 @@ def test_multi_instance_task_runs_coordination_everywhere_and_application_on_pri
     assert all(n.state == "idle" for n in client.list_nodes("mpi"))
 
 
-def test_multi_instance_failures_and_pools_that_cannot_run_them(client: Any) -> None:
-    _mi_pool(client, "mpi", 2)
-    _mi_pool(client, "plain", 2, inter_node=False)
+def test_multi_instance_failures_and_pools_that_cannot_run_them(
+    client: Any, make_pool: Any
+) -> None:
+    make_pool("mpi", nodes=2, slots=1, enable_inter_node_communication=True)
+    make_pool("plain", nodes=2, slots=1)
     for job_id, pool_id in (("j", "mpi"), ("k", "plain")):
         client.create_job(
             models.BatchJobCreateOptions(id=job_id, pool_info=models.BatchPoolInfo(pool_id=pool_id))

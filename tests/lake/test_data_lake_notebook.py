@@ -8,10 +8,9 @@ import os
 import nbformat
 import pytest
 
-from azhpc.config import ENVIRONMENT
 from azhpc.emulator.azurite import _DEV_ACCOUNT_KEY
 from tests.notebook_run import cell as _cell
-from tests.notebook_run import execute
+from tests.notebook_run import execute, profile_env
 from tests.notebook_run import shown as _shown
 
 from .conftest import azurite_installed
@@ -26,13 +25,7 @@ def executed(
     if profile == "emulated" and not azurite_installed() and not os.environ.get("CI"):
         pytest.skip("Azurite is not installed (run `npm ci` or ./dev test)")
     home = tmp_path_factory.mktemp(f"notebook-{profile}")
-    env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT.values()}
-    env.update(
-        AZHPC_PROFILE=profile,
-        AZHPC_LAKE_ROOT=str(home / "lake"),  # local: never the user's ~/.azhpc/lake
-        AZHPC_CONFIG=str(home / "no-config.toml"),
-    )
-    return profile, execute("02-data-lake.ipynb", env=env)
+    return profile, execute("02-data-lake.ipynb", env=profile_env(profile, home))
 
 
 def test_runs_without_errors(executed: tuple[str, nbformat.NotebookNode]) -> None:
