@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -122,3 +123,28 @@ def azure_profile_env(host: azhpc.Session) -> dict[str, str]:
         "AZHPC_BATCH_ACCOUNT_NAME": batch.account_name,
         "AZHPC_BATCH_ACCOUNT_KEY": batch.account_key,
     }
+
+
+@contextlib.contextmanager
+def azure_client(host: azhpc.Session, source: str, *args: str, cwd: Path) -> Iterator[str]:
+    """Run ``source`` (a client script that prints its job id, then waits) in a subprocess on
+    the ``azure`` profile pointed at ``host``'s emulators; yield the job id; SIGKILL it on
+    exit from the block."""
+    import subprocess
+    import sys
+
+    client = subprocess.Popen(
+        [sys.executable, "-c", source, *args],
+        env={**os.environ, **azure_profile_env(host)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+    )
+    try:
+        job_id = client.stdout.readline().strip()
+        assert job_id.startswith("azhpc-"), communicate_or_kill(client, 30)
+        yield job_id
+    finally:
+        client.kill()
+        client.wait(timeout=30)

@@ -5,20 +5,13 @@ Batch account would live in Azure), the client in a subprocess that is SIGKILLed
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 import azhpc
-from tests.conftest import (
-    azure_profile_env,
-    batch_available,
-    communicate_or_kill,
-    wait_until,
-)
+from tests.conftest import azure_client, azure_profile_env, batch_available, wait_until
 
 pytestmark = pytest.mark.skipif(
     not batch_available(), reason="needs azure-batch and Azurite (./dev test installs both)"
@@ -52,25 +45,11 @@ def test_attach_after_the_client_was_killed_runs_nothing_twice(tmp_path: Path) -
     markers.mkdir()
     with azhpc.connect("emulated", workers=1, progress=False) as host:
         settings = azure_profile_env(host)
-        env = {**os.environ, **settings}
-        client = subprocess.Popen(
-            [sys.executable, "-c", CLIENT, str(markers)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=tmp_path,
-        )
-        try:
-            job_id = client.stdout.readline().strip()
-            assert job_id.startswith("azhpc-"), communicate_or_kill(client, 30)
-            store = host.store
+        store = host.store
+        with azure_client(host, CLIENT, str(markers), cwd=tmp_path) as job_id:
             wait_until(
                 lambda: len(store.finished_outcomes(job_id)) >= 3, timeout=120, what="3 results"
             )
-        finally:
-            client.kill()
-            client.wait(timeout=30)
         finished_before = set(store.finished_outcomes(job_id))
         assert 3 <= len(finished_before) < 10
 

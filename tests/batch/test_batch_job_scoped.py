@@ -3,9 +3,6 @@ job ends, also when the client that submitted it is gone."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -13,12 +10,7 @@ from typing import Any
 import pytest
 
 import azhpc
-from tests.conftest import (
-    azure_profile_env,
-    batch_available,
-    communicate_or_kill,
-    wait_until,
-)
+from tests.conftest import azure_client, batch_available, wait_until
 
 pytestmark = pytest.mark.skipif(
     not batch_available(), reason="needs azure-batch and Azurite (./dev test installs both)"
@@ -100,21 +92,8 @@ CLIENT = textwrap.dedent(
 def test_the_pool_of_a_killed_clients_job_is_deleted_when_the_job_ends(tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     with azhpc.connect("emulated", workers=1, progress=False) as host:
-        env = {**os.environ, **azure_profile_env(host)}
-        client = subprocess.Popen(
-            [sys.executable, "-c", CLIENT, str(gate)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=tmp_path,
-        )
-        try:
-            job_id = client.stdout.readline().strip()
-            assert job_id.startswith("azhpc-"), communicate_or_kill(client, 30)
-        finally:
-            client.kill()
-            client.wait(timeout=30)
+        with azure_client(host, CLIENT, str(gate), cwd=tmp_path) as job_id:
+            pass  # the client has submitted; it is killed here
         sdk = host.batch_account.client()
         assert len(_scoped(sdk, "orphan")) == 1  # the client is gone; its job runs on
         gate.touch()
