@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from azhpc.core.outcome import TaskOutcome
 from azhpc.core.payload import Payload, decode, encode, payload_from_bytes, payload_to_bytes
 from azhpc.core.signing import KeyRing, check_mac_hex, mac_hex, seal, unseal
-from azhpc.core.spec import JobSpec, TaskSpec
+from azhpc.core.spec import JobSpec, Placement, TaskSpec
 from azhpc.core.worker import encode_outcome
 from azhpc.errors import AzhpcError
 
@@ -68,6 +68,8 @@ class JobManifest:
     tasks: tuple[tuple[str, int, str], ...]  # (task id, index, input digest)
     azhpc_version: str
     python: str
+    #: The job's Batch placement (``run_on_pool``), as JSON, or ``None``.
+    placement: dict[str, Any] | None = None
 
     def to_json(self, key: bytes) -> str:
         """The manifest as JSON text, with its HMAC under the job's ``key``."""
@@ -87,7 +89,7 @@ class JobManifest:
             "tasks": [list(t) for t in self.tasks],
             "azhpc_version": self.azhpc_version,
             "python": self.python,
-        }
+        } | ({"placement": self.placement} if self.placement is not None else {})
 
     @classmethod
     def from_json(cls, text: str, keys: KeyRing) -> JobManifest:
@@ -113,6 +115,7 @@ class JobManifest:
             tasks=tuple((t[0], int(t[1]), t[2]) for t in raw["tasks"]),
             azhpc_version=raw["azhpc_version"],
             python=raw["python"],
+            placement=raw.get("placement"),
         )
 
 
@@ -214,6 +217,7 @@ class JobStore:
             tasks=tasks,
             azhpc_version=azhpc.__version__,
             python=".".join(map(str, sys.version_info[:3])),
+            placement=None if spec.placement is None else spec.placement.to_json(),
         )
         key = self.keys.new_key(spec.job_id)
         self._commit(f"{self._job_dir(spec.job_id)}/manifest.json", manifest.to_json(key).encode())
@@ -317,6 +321,9 @@ class JobStore:
             tasks=tasks,
             retries=manifest.retries,
             shared=None if manifest.shared is None else self.load_payload(manifest.shared),
+            placement=None
+            if manifest.placement is None
+            else Placement.from_json(manifest.placement),
         )
         return spec, decode(self.load_payload(manifest.gather))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from azhpc.core.payload import Payload
 
@@ -59,6 +60,25 @@ class Placement:
     instances: int = 1
     coordination: str | None = None
     files: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """As plain JSON (stored in a durable job's manifest)."""
+        return {
+            "affinity": list(self.affinity),
+            "instances": self.instances,
+            "coordination": self.coordination,
+            "files": self.files,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Placement:
+        """The inverse of :meth:`to_json`."""
+        return cls(
+            affinity=tuple(str(a) for a in data.get("affinity") or ()),
+            instances=int(data.get("instances") or 1),
+            coordination=data.get("coordination"),
+            files=data.get("files"),
+        )
 
 
 #: The file name the application archive of a :class:`Placement` gets on the nodes.

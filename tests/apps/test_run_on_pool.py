@@ -231,3 +231,28 @@ def test_requirements_are_installed_on_each_node_first(batch_session, tmp_path: 
             requirements=requirements,
         ).result(timeout=120)
     assert [r.stdout for r in runs] == ["installed from requirements.txt\n"] * 2
+
+
+def test_attach_keeps_the_tasks_pinned_to_their_nodes(batch_session, tmp_path: Path) -> None:
+    from tests.conftest import wait_until
+
+    gate = tmp_path / "gate"
+    client = batch_session.batch_account.client()
+    with azhpc.Pool("pinned", "Standard_D2s_v5", nodes=2, session=batch_session) as pool:
+        job = azhpc.run_on_pool(
+            f"while [ ! -e {gate} ]; do sleep 0.05; done; echo $AZ_BATCH_NODE_ID",
+            pool=pool,
+            progress=False,
+        )
+        wait_until(lambda: job.progress.running == 2, timeout=60, what="both tasks running")
+        job.cancel()  # the Batch job ends; its tasks did not finish
+        gate.touch()
+        again = azhpc.attach(job.job_id, pool=pool)
+        runs = again.result(timeout=120)
+        assert [r.stdout.strip() for r in runs] == sorted(pool.nodes())
+    rerun = f"{job.job_id}-r1"
+    affinity = {t.id: t.affinity_info.affinity_id for t in client.list_tasks(rerun)}
+    assert affinity == {
+        "task-00000": f"TVM:{runs[0].node}",
+        "task-00001": f"TVM:{runs[1].node}",
+    }
