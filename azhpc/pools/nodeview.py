@@ -162,7 +162,7 @@ class _Watcher:
         self.view = view
         self.widget = widget
         self.interval = interval
-        self.last: list[str] = []
+        self.last: list[tuple[str, str, str, str]] = []
         self._done = threading.Event()
         view.job.add_done_callback(lambda _: self._done.set())
         self._thread = threading.Thread(target=self._run, name="azhpc-nodeview", daemon=True)
@@ -173,11 +173,13 @@ class _Watcher:
         if self.widget is not None:
             self.widget.value = format_html(rows)
             return
-        lines = format_text(rows)
-        changed = [line for line in lines if line not in self.last]
-        for line in changed:
-            print(f"azhpc: {line}", file=sys.stderr, flush=True)
-        self.last = lines
+        # A terminal gets a line when a node's state or task changes (not at every new byte of
+        # output); the line carries the output's last line at that moment.
+        keys = [(r.node_id, r.state, r.start_task, r.task) for r in rows]
+        for key, line in zip(keys, format_text(rows), strict=True):
+            if key not in self.last:
+                print(f"azhpc: {line}", file=sys.stderr, flush=True)
+        self.last = keys
 
     def _run(self) -> None:
         while True:

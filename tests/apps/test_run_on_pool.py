@@ -256,3 +256,33 @@ def test_attach_keeps_the_tasks_pinned_to_their_nodes(batch_session, tmp_path: P
         "task-00000": f"TVM:{runs[0].node}",
         "task-00001": f"TVM:{runs[1].node}",
     }
+
+
+def test_a_terminal_gets_a_line_per_node_change_not_per_output_line(
+    batch_session, tmp_path: Path, capsys
+) -> None:
+    from azhpc.pools.nodeview import NodeView, _Watcher
+    from tests.conftest import wait_until
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    command = (
+        f"echo one; while [ ! -e {first} ]; do sleep 0.05; done; "
+        f"echo two; while [ ! -e {second} ]; do sleep 0.05; done"
+    )
+    with azhpc.Pool("lines", "Standard_D2s_v5", nodes=1, session=batch_session) as pool:
+        job = azhpc.run_on_pool(command, pool=pool, progress=False)
+        view = NodeView(pool, job)
+        wait_until(lambda: "one" in view.snapshot()[0].stdout_tail, timeout=60, what="one")
+        capsys.readouterr()
+        watcher = _Watcher(view, None, interval=600)  # refreshed by hand below
+        wait_until(lambda: watcher.last, timeout=30, what="the first refresh")
+        first.touch()
+        wait_until(lambda: "two" in view.snapshot()[0].stdout_tail, timeout=60, what="two")
+        watcher._show()  # more output, same state and task: no new line
+        second.touch()
+        job.result(timeout=60)
+        watcher._thread.join(timeout=30)  # the final refresh: the node is idle again
+    lines = [line for line in capsys.readouterr().err.splitlines() if "tvmps_" in line]
+    assert len(lines) == 2, lines
+    assert " running " in lines[0] and "| one" in lines[0]
+    assert " idle " in lines[1]
