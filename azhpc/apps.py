@@ -30,7 +30,8 @@ from azhpc.errors import AzhpcError, ConfigError
 
 if TYPE_CHECKING:
     from azhpc.core.job import Job
-    from azhpc.pools.pool import NodeStatus, Pool
+    from azhpc.pools.lifecycle import NodeStatus
+    from azhpc.pools.pool import Pool
     from azhpc.pools.spec import PoolSpec
 
 __all__ = ["CommandFailedError", "NodeCommand", "NodeRun", "launch", "run_on_pool"]

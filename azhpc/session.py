@@ -398,7 +398,7 @@ def _connect_batch(
 
     from azhpc.backends.batch import BatchBackend
     from azhpc.backends.batch_account import BatchAccount
-    from azhpc.pools.pool import BatchPool
+    from azhpc.pools.lifecycle import BatchPool
     from azhpc.pools.spec import PoolSpec
     from azhpc.staging import JobStore
 

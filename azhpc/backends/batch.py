@@ -32,16 +32,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from azhpc.backends.base import Backend
 from azhpc.backends.batch_account import BatchAccount, BatchError, call_batch
+from azhpc.backends.batch_tasks import TaskBodies
 from azhpc.core.outcome import RemoteError, TaskOutcome
 from azhpc.core.states import TaskResult
-from azhpc.core.worker import BATCH_FILES, JOB_KEY_VARIABLE
+from azhpc.core.worker import JOB_KEY_VARIABLE
 from azhpc.errors import ConfigError, WorkerLostError
 
 if TYPE_CHECKING:
     from azhpc.core.job import JobEvents
     from azhpc.core.spec import JobSpec
     from azhpc.lake.lake import Lake
-    from azhpc.pools.pool import BatchPool
+    from azhpc.pools.lifecycle import BatchPool
     from azhpc.staging import JobStore
 
 __all__ = ["BatchBackend"]
@@ -134,13 +135,13 @@ class BatchBackend(Backend):
         self.store = store
         self.poll_interval = poll_interval
         self._signer = SasSigner(lake)
+        self._bodies = TaskBodies(self._signer, store, pool)
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
         self._poller: threading.Thread | None = None
         self._adopted: set[str] = set()
-        self._container_url: tuple[str, dt.datetime] | None = None
         self._readers = concurrent.futures.ThreadPoolExecutor(
             READ_CONCURRENCY, thread_name_prefix="azhpc-batch-read"
         )
@@ -193,7 +194,7 @@ class BatchBackend(Backend):
         existing = self._existing_tasks(batch_job_id) if batch_job_id in self._adopted else set()
         digests = {task_id: digest for task_id, _, digest in manifest.tasks}
         tasks = [
-            self._task_body(spec, manifest, task.task_id, digests[task.task_id])
+            self._bodies.body(spec, manifest, task, digests[task.task_id])
             for task in spec.tasks
             if task.task_id not in existing
         ]
@@ -274,87 +275,6 @@ class BatchBackend(Backend):
                 ),
             )
         }
-
-    def _task_body(self, spec: JobSpec, manifest: Any, task_id: str, digest: str) -> dict[str, Any]:
-        store_prefix = self._blob_name(self.store.root)
-        resource_files = [
-            {
-                "httpUrl": self._signer.blob_url(f"{store_prefix}/payloads/{payload}"),
-                "filePath": BATCH_FILES[name],
-            }
-            for name, payload in (
-                ("function", manifest.function),
-                ("input", digest),
-                ("shared", manifest.shared),
-            )
-            if payload is not None
-        ]
-        container = self._upload_container()
-        job_folder = f"{store_prefix}/jobs/{spec.job_id}"
-
-        def output(pattern: str, path: str, condition: str) -> dict[str, Any]:
-            return {
-                "filePattern": pattern,
-                "destination": {"container": {"containerUrl": container, "path": path}},
-                "uploadOptions": {"uploadCondition": condition},
-            }
-
-        body = {
-            "id": task_id,
-            "commandLine": '/bin/bash -c \'exec "$AZ_BATCH_NODE_SHARED_DIR/azhpc/env/bin/python" '
-            "-m azhpc.worker batch'",
-            "resourceFiles": resource_files,
-            "outputFiles": [
-                output(
-                    BATCH_FILES["outcome"], f"{job_folder}/outcomes/{task_id}", "taskcompletion"
-                ),
-                output("../std*.txt", f"{job_folder}/logs/{task_id}", "taskfailure"),
-            ],
-            "constraints": {"maxTaskRetryCount": spec.retries},
-        }
-        if spec.placement is not None:
-            self._place(body, spec, task_id)
-        return body
-
-    def _place(self, body: dict[str, Any], spec: JobSpec, task_id: str) -> None:
-        """Apply a job's :class:`~azhpc.core.spec.Placement` to one task's body."""
-        from azhpc.core.spec import APP_ARCHIVE
-
-        placement = spec.placement
-        assert placement is not None
-        app = None
-        if placement.files is not None:
-            app = {
-                "httpUrl": self._signer.blob_url(self._blob_name(placement.files)),
-                "filePath": APP_ARCHIVE,
-            }
-        if placement.instances > 1:
-            settings: dict[str, Any] = {"numberOfInstances": placement.instances}
-            if placement.coordination:
-                settings["coordinationCommandLine"] = placement.coordination
-            if app is not None:
-                settings["commonResourceFiles"] = [app]
-            body["multiInstanceSettings"] = settings
-            return
-        if app is not None:
-            body["resourceFiles"].append(app)
-        if placement.affinity:
-            index = next(t.index for t in spec.tasks if t.task_id == task_id)
-            body["affinityInfo"] = {"affinityId": placement.affinity[index]}
-            body["requiredSlots"] = self.pool.slots_per_node if self.pool is not None else 1
-
-    def _upload_container(self) -> str:
-        """The write-only container SAS URL for OutputFiles (made once an hour)."""
-        now = dt.datetime.now(dt.UTC)
-        cached = self._container_url
-        if cached is None or now - cached[1] > dt.timedelta(hours=1):
-            cached = (self._signer.container_url(write=True), now)
-            self._container_url = cached
-        return cached[0]
-
-    def _blob_name(self, fs_path: str) -> str:
-        container = self._signer.container
-        return fs_path[len(container) + 1 :] if fs_path.startswith(container + "/") else fs_path
 
     def _add_tasks(self, batch_job_id: str, tasks: list[dict[str, Any]]) -> None:
         if not tasks:

@@ -12,7 +12,8 @@ import azhpc
 from azhpc.backends.batch_account import BatchAccount, BatchAuthError
 from azhpc.config import Secret
 from azhpc.pools import PoolSpec, PoolSpecError
-from azhpc.pools.pool import BatchPool, EnvironmentMismatchError
+from azhpc.pools.errors import EnvironmentMismatchError
+from azhpc.pools.lifecycle import BatchPool
 from tests.conftest import batch_available, wait_until
 
 pytestmark = pytest.mark.skipif(

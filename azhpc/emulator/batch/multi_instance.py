@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from azhpc.emulator.batch.model import NodeState, TaskState, rfc3339, utcnow
+from azhpc.emulator.batch.processes import node_info, run_process, task_environment
 from azhpc.emulator.batch.transfer import (
     TransferError,
     download_resource_files,
@@ -61,12 +62,12 @@ def start_multi_instance(
     now = rfc3339(utcnow())
     info["startTime"] = now
     folders = [n.root / "workitems" / job.id / "job-1" / task.id for n in nodes]
-    task.node_info = _node_info(engine, pool, primary, job, task)
+    task.node_info = node_info(engine.base_url, pool, primary, job, task)
     task.task_dir = folders[0]
     task.subtasks = [
         {
             "id": index,
-            "nodeInfo": _node_info(engine, pool, node, job, task),
+            "nodeInfo": node_info(engine.base_url, pool, node, job, task),
             "startTime": now,
             "state": "running",
             "stateTransitionTime": now,
@@ -77,41 +78,22 @@ def start_multi_instance(
     hosts = [NODE_ADDRESS] * len(nodes)
     envs = []
     for index, (node, folder) in enumerate(zip(nodes, folders, strict=True)):
-        env = engine._node_env(pool, node)
-        env.update(
-            {
-                "AZ_BATCH_JOB_ID": job.id,
-                "AZ_BATCH_TASK_ID": task.id,
-                "AZ_BATCH_TASK_DIR": str(folder),
-                "AZ_BATCH_TASK_WORKING_DIR": str(folder / "wd"),
-                "AZ_BATCH_TASK_SHARED_DIR": str(folder),
-                "AZ_BATCH_HOST_LIST": ",".join(hosts),
-                "AZ_BATCH_NODE_LIST": ";".join(hosts),
-                "AZ_BATCH_MASTER_NODE": f"{NODE_ADDRESS}:{MASTER_PORT}",
-                "AZ_BATCH_IS_CURRENT_NODE_MASTER": "true" if index == 0 else "false",
-            }
+        extra = {
+            "AZ_BATCH_TASK_SHARED_DIR": str(folder),
+            "AZ_BATCH_HOST_LIST": ",".join(hosts),
+            "AZ_BATCH_NODE_LIST": ";".join(hosts),
+            "AZ_BATCH_MASTER_NODE": f"{NODE_ADDRESS}:{MASTER_PORT}",
+            "AZ_BATCH_IS_CURRENT_NODE_MASTER": "true" if index == 0 else "false",
+        }
+        envs.append(
+            task_environment(
+                engine.account_name, engine.base_url, pool, node, job, task, folder, extra
+            )
         )
-        env.update(
-            engine._settings({"environmentSettings": job.spec.get("commonEnvironmentSettings")})
-        )
-        env.update(engine._settings(task.spec))
-        envs.append(env)
     engine._spawn(
         _run, engine, attempt, task, dict(task.spec), nodes, folders, envs,
         name=f"task-{job.id}-{task.id}",
     )  # fmt: skip
-
-
-def _node_info(engine: Engine, pool: Pool, node: Node, job: Job, task: Task) -> dict[str, Any]:
-    root = f"workitems/{job.id}/job-1/{task.id}"
-    return {
-        "affinityId": f"TVM:{node.id}",
-        "nodeUrl": f"{engine.base_url}/pools/{pool.id}/nodes/{node.id}",
-        "poolId": pool.id,
-        "nodeId": node.id,
-        "taskRootDirectory": root,
-        "taskRootDirectoryUrl": f"{engine.base_url}/pools/{pool.id}/nodes/{node.id}/files/{root}",
-    }
 
 
 def _failed(code: int | None, message: str) -> dict[str, Any]:
@@ -148,12 +130,12 @@ def _run(
             with concurrent.futures.ThreadPoolExecutor(len(nodes)) as pool:
                 codes = list(
                     pool.map(
-                        lambda i: engine._run_process(
+                        lambda i: run_process(
+                            engine.store,
                             coordination,
                             folders[i] / "wd",
                             folders[i],
                             envs[i],
-                            nodes[i],
                             attempt=attempt,
                         ),
                         range(len(nodes)),
@@ -169,8 +151,8 @@ def _run(
                     f"The coordination command exited with code {code} on node {nodes[bad].id}",
                 )
         if failure is None:
-            code = engine._run_process(
-                spec["commandLine"], folders[0] / "wd", folders[0], envs[0], nodes[0],
+            code = run_process(
+                engine.store, spec["commandLine"], folders[0] / "wd", folders[0], envs[0],
                 attempt=attempt, append=bool(coordination),
             )  # fmt: skip
             if code is None or attempt.cancelled:

@@ -12,8 +12,6 @@ preemption/removal never writes its outcome: the task has already been requeued.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import threading
 from dataclasses import dataclass
@@ -35,6 +33,14 @@ from azhpc.emulator.batch.model import (
     TaskState,
     rfc3339,
     utcnow,
+)
+from azhpc.emulator.batch.processes import (
+    environment_settings,
+    kill,
+    node_environment,
+    node_info,
+    run_process,
+    task_environment,
 )
 from azhpc.emulator.batch.transfer import (
     TransferError,
@@ -162,32 +168,6 @@ class Engine:
                 node.set_state(NodeState.IDLE if succeeded else NodeState.START_TASK_FAILED)
             store.changed.notify_all()
 
-    def _node_env(self, pool: Pool, node: Node) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            {
-                "AZ_BATCH_ACCOUNT_NAME": self.account_name,
-                "AZ_BATCH_ACCOUNT_URL": self.base_url + "/",
-                "AZ_BATCH_POOL_ID": pool.id,
-                "AZ_BATCH_NODE_ID": node.id,
-                "AZ_BATCH_NODE_IS_DEDICATED": "true" if node.is_dedicated else "false",
-                "AZ_BATCH_NODE_ROOT_DIR": str(node.root),
-                "AZ_BATCH_NODE_SHARED_DIR": str(node.root / "shared"),
-                "AZ_BATCH_NODE_STARTUP_DIR": str(node.root / "startup"),
-                "AZ_BATCH_NODE_STARTUP_WORKING_DIR": str(node.root / "startup" / "wd"),
-                "AZ_BATCH_TASK_USER": "_azbatch",
-            }
-        )
-        return env
-
-    @staticmethod
-    def _settings(spec: dict[str, Any]) -> dict[str, str]:
-        return {
-            str(s["name"]): str(s.get("value") or "")
-            for s in spec.get("environmentSettings") or []
-            if s.get("name")
-        }
-
     def _run_start_task(
         self, pool: Pool, node: Node, generation: int, spec: dict[str, Any], force_fail: bool
     ) -> bool:
@@ -195,11 +175,15 @@ class Engine:
         working_dir = folder / "wd"
         working_dir.mkdir(parents=True, exist_ok=True)
         (node.root / "shared").mkdir(parents=True, exist_ok=True)
-        env = self._node_env(pool, node)
+        env = node_environment(self.account_name, self.base_url, pool, node)
         env.update(
             {"AZ_BATCH_TASK_DIR": str(folder), "AZ_BATCH_TASK_WORKING_DIR": str(working_dir)}
         )
-        env.update(self._settings(spec))
+        env.update(environment_settings(spec))
+
+        def started(process: subprocess.Popen[bytes]) -> None:
+            node.start_task_process = process
+
         max_retries = int(spec.get("maxTaskRetryCount") or 0)
         retry = 0
         info: dict[str, Any] = {"state": "running", "startTime": rfc3339(utcnow()), "retryCount": 0}
@@ -211,16 +195,12 @@ class Engine:
             failure: dict[str, Any] | None = None
             try:
                 download_resource_files(spec.get("resourceFiles") or [], working_dir)
-                if force_fail:
-                    code = self._run_process(
-                        "echo 'start task failed: fault injected by the Batch emulator' >&2; "
-                        "exit 1",
-                        working_dir, folder, env, node, start_task=True,
-                    )  # fmt: skip
-                else:
-                    code = self._run_process(
-                        spec["commandLine"], working_dir, folder, env, node, start_task=True
-                    )
+                command = (
+                    "echo 'start task failed: fault injected by the Batch emulator' >&2; exit 1"
+                    if force_fail
+                    else spec["commandLine"]
+                )
+                code = run_process(self.store, command, working_dir, folder, env, started=started)
             except TransferError as e:
                 code = None
                 failure = {"category": "UserError", "code": e.code, "message": str(e)}
@@ -245,54 +225,9 @@ class Engine:
             retry += 1
             info.update({"retryCount": retry, "lastRetryTime": rfc3339(utcnow())})
 
-    def _run_process(
-        self,
-        command_line: str,
-        working_dir: Path,
-        folder: Path,
-        env: dict[str, str],
-        node: Node,
-        *,
-        start_task: bool = False,
-        attempt: TaskAttempt | None = None,
-        append: bool = False,
-    ) -> int | None:
-        """Run ``bash -c command_line``; its exit code, or None when cancelled before start.
-
-        Its output goes to ``stdout.txt``/``stderr.txt`` in ``folder`` (after what is there
-        with ``append``)."""
-        mode = "ab" if append else "wb"
-        with open(folder / "stdout.txt", mode) as out, open(folder / "stderr.txt", mode) as err:
-            with self.store.lock:
-                if self.store.stopping.is_set() or (attempt is not None and attempt.cancelled):
-                    return None
-                process = subprocess.Popen(
-                    ["bash", "-c", command_line],
-                    cwd=working_dir,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
-                    start_new_session=True,
-                )
-                if start_task:
-                    node.start_task_process = process
-                if attempt is not None:
-                    attempt.process = process
-                    attempt.processes.append(process)
-            return process.wait()
-
-    @staticmethod
-    def _kill(process: subprocess.Popen[bytes] | None) -> None:
-        if process is not None and process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except OSError:
-                pass
-
     def _cancel_node_work(self, node: Node, *, requeue: bool) -> None:
         """Kill a node's task and start task processes; requeue its tasks. Caller holds lock."""
-        self._kill(node.start_task_process)
+        kill(node.start_task_process)
         for (job_id, task_id), attempt in list(node.running.items()):
             attempt.cancelled = True
             self.kill_attempt(attempt)
@@ -444,7 +379,7 @@ class Engine:
     def kill_attempt(self, attempt: TaskAttempt) -> None:
         """Kill every process of an attempt (all nodes of a multi-instance task)."""
         for process in [attempt.process, *attempt.processes]:
-            self._kill(process)
+            kill(process)
 
     def release(self, attempt: TaskAttempt) -> None:
         """Free the slots an attempt holds on each of its nodes. Caller holds the lock."""
@@ -529,30 +464,12 @@ class Engine:
         for key in ("endTime", "exitCode", "result", "failureInfo"):
             info.pop(key, None)
         info["startTime"] = rfc3339(utcnow())
-        task.node_info = {
-            "affinityId": f"TVM:{node.id}",
-            "nodeUrl": f"{self.base_url}/pools/{pool.id}/nodes/{node.id}",
-            "poolId": pool.id,
-            "nodeId": node.id,
-            "taskRootDirectory": f"workitems/{job.id}/job-1/{task.id}",
-            "taskRootDirectoryUrl": f"{self.base_url}/pools/{pool.id}/nodes/{node.id}/files/"
-            f"workitems/{job.id}/job-1/{task.id}",
-        }
+        task.node_info = node_info(self.base_url, pool, node, job, task)
         task.task_dir = node.root / "workitems" / job.id / "job-1" / task.id
         task.set_state(TaskState.RUNNING)
-        env = self._node_env(pool, node)
-        env.update(
-            {
-                "AZ_BATCH_JOB_ID": job.id,
-                "AZ_BATCH_TASK_ID": task.id,
-                "AZ_BATCH_TASK_DIR": str(task.task_dir),
-                "AZ_BATCH_TASK_WORKING_DIR": str(task.task_dir / "wd"),
-            }
+        env = task_environment(
+            self.account_name, self.base_url, pool, node, job, task, task.task_dir
         )
-        env.update(
-            self._settings({"environmentSettings": job.spec.get("commonEnvironmentSettings")})
-        )
-        env.update(self._settings(task.spec))
         self._spawn(
             self._run_attempt, attempt, dict(task.spec), task.task_dir, env, node,
             name=f"task-{job.id}-{task.id}",
@@ -568,8 +485,8 @@ class Engine:
         code: int | None = None
         try:
             download_resource_files(spec.get("resourceFiles") or [], working_dir)
-            code = self._run_process(
-                spec["commandLine"], working_dir, folder, env, node, attempt=attempt
+            code = run_process(
+                self.store, spec["commandLine"], working_dir, folder, env, attempt=attempt
             )
             if code is None or attempt.cancelled:
                 return

@@ -1,0 +1,542 @@
+"""The lifecycle of one Batch pool through the SDK: :class:`BatchPool`.
+
+Create the pool from a spec or reuse one by id (or, job-scoped, let Batch create one per job),
+wait for its nodes while printing their states, name the nodes whose start task failed, read
+and check the environment the start task recorded, and delete a pool this process created —
+also at interpreter exit and on SIGTERM. :class:`azhpc.Pool` (``pools/pool.py``) is the session
+users hold; this module is what it drives.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from azhpc.errors import ConfigError
+from azhpc.pools.errors import EnvironmentMismatchError, PoolStartError
+
+if TYPE_CHECKING:
+    from azhpc.backends.batch_account import BatchAccount
+    from azhpc.pools.estimate import CostEstimate
+    from azhpc.pools.spec import PoolSpec
+
+__all__ = [
+    "BROKEN",
+    "ON_THE_WAY",
+    "USABLE",
+    "BatchPool",
+    "NodeStatus",
+    "check_environment",
+]
+
+#: Node states in which a node takes tasks.
+USABLE = frozenset({"idle", "running"})
+#: Node states a node passes through on its way to being usable.
+ON_THE_WAY = frozenset(
+    {"creating", "starting", "waitingforstarttask", "rebooting", "reimaging", "leavingpool"}
+)
+#: Node states that mean a node will not take tasks until someone acts.
+BROKEN = frozenset({"starttaskfailed", "unusable"})
+#: Batch's limit on ``autoPoolIdPrefix``.
+AUTO_POOL_PREFIX_LENGTH = 20
+
+
+def _client_environment() -> dict[str, str]:
+    from importlib import metadata
+
+    import azhpc
+
+    try:
+        cloudpickle = metadata.version("cloudpickle")
+    except metadata.PackageNotFoundError:
+        cloudpickle = "?"
+    return {
+        "python": ".".join(map(str, sys.version_info[:2])),
+        "cloudpickle": cloudpickle,
+        "azhpc": azhpc.__version__,
+    }
+
+
+def check_environment(recorded: dict[str, Any], pool_id: str) -> None:
+    """Raise :class:`EnvironmentMismatchError` unless ``recorded`` matches this client.
+
+    Python is compared by major.minor (pickles of functions depend on it), cloudpickle and
+    azhpc by exact version.
+    """
+    client = _client_environment()
+    node_python = ".".join(str(recorded.get("python", "?")).split(".")[:2])
+    differences = []
+    if node_python != client["python"]:
+        differences.append(f"Python {node_python} on the nodes, {client['python']} here")
+    for package in ("cloudpickle", "azhpc"):
+        if str(recorded.get(package)) != client[package]:
+            on_nodes = recorded.get(package, "(missing)")
+            differences.append(f"{package} {on_nodes} on the nodes, {client[package]} here")
+    if differences:
+        raise EnvironmentMismatchError(
+            f"pool {pool_id!r} was prepared for another environment: {'; '.join(differences)}. "
+            "Tasks pickled here would fail there. Delete the pool so that azhpc creates it "
+            f"again for this environment (azhpc.Pool({pool_id!r}).delete(), or a new pool id), "
+            "or run this client with the nodes' versions. Nothing was submitted."
+        )
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """One node of a pool, as the service reports it."""
+
+    node_id: str
+    state: str
+    affinity_id: str
+    start_task: str
+    start_task_exit_code: int | None
+
+
+class BatchPool:
+    """One Batch pool's lifecycle, through the SDK: create or reuse, wait, check, delete.
+
+    Parameters
+    ----------
+    account
+        The Batch account.
+    spec
+        What the pool should be; ``None`` to use an existing pool of id ``pool_id`` only.
+    pool_id
+        The pool's id (default ``spec.pool_id``).
+    keep
+        Leave a pool this object created in place at :meth:`release` (it keeps costing money).
+    show
+        Print the node states while waiting (``None``: unless the output is not a terminal or
+        notebook).
+    timeout
+        Seconds to wait for usable nodes (default: 10 minutes; 60 s on the emulator).
+    job_scoped
+        Give every job its own pool: Batch creates it with the job (an auto pool,
+        ``poolLifetimeOption`` ``job``) and deletes it when the job ends, even if this client
+        is gone by then. ``spec.pool_id`` becomes the prefix of the pools' ids.
+    """
+
+    def __init__(
+        self,
+        account: BatchAccount,
+        spec: PoolSpec | None,
+        *,
+        pool_id: str | None = None,
+        keep: bool = False,
+        show: bool | None = None,
+        timeout: float | None = None,
+        job_scoped: bool = False,
+    ) -> None:
+        if spec is None and pool_id is None:
+            raise ConfigError("a pool needs a PoolSpec or the id of an existing pool")
+        if job_scoped and (spec is None or keep):
+            raise ConfigError(
+                "a job-scoped pool is created by Batch with each job and deleted when the job "
+                "ends: it needs a PoolSpec (or vm_size=), and cannot be kept (drop keep=True, or "
+                "use a normal pool)"
+            )
+        self.account = account
+        self.job_scoped = job_scoped
+        #: The pools Batch created for this object's jobs (job-scoped only), by Batch job id.
+        self.job_pools: dict[str, BatchPool] = {}
+        self._for_job: str | None = None
+        self.spec = spec
+        self.pool_id = pool_id or spec.pool_id  # type: ignore[union-attr]
+        self.keep = keep
+        self.show = show
+        self.timeout = timeout if timeout is not None else (60.0 if account.emulated else 600.0)
+        self.created = False
+        self.environment: dict[str, Any] | None = None
+        self._slots_per_node = spec.task_slots_per_node if spec is not None else 1
+        self._target = (spec.nodes + spec.spot_nodes) if spec is not None else 1
+        self._ready = False
+        self._released = False
+        self._adopted_size: tuple[str, int, int] | None = None
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        state = "ready" if self._ready else ("released" if self._released else "not started")
+        return f"<BatchPool {self.pool_id!r} ({state})>"
+
+    @property
+    def total_slots(self) -> int:
+        """Task slots of the pool at its target size."""
+        return max(1, self._target) * self._slots_per_node
+
+    @property
+    def slots_per_node(self) -> int:
+        """Task slots of one node."""
+        return self._slots_per_node
+
+    def _call(self, what: str, call: Any) -> Any:
+        from azhpc.backends.batch_account import call_batch
+
+        return call_batch(self.account, what, call)
+
+    # -- starting -------------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        """Whether the pool exists in the account (a pool being deleted still does)."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        client = self.account.client()
+
+        def exists() -> bool:
+            # Get Pool rather than the HEAD of Pool Exists: a HEAD 404 has no body, which the
+            # SDK reports with a logged traceback.
+            try:
+                client.get_pool(self.pool_id, select=["id"])
+            except ResourceNotFoundError:
+                return False
+            return True
+
+        return bool(self._call(f"check for pool {self.pool_id!r}", exists))
+
+    def pool_info(self) -> dict[str, Any]:
+        """The ``poolInfo`` of a job on this pool: its id, or (job-scoped) the specification of
+        the auto pool Batch creates with the job."""
+        if not self.job_scoped:
+            return {"poolId": self.pool_id}
+        body = self.spec.to_batch_pool(  # type: ignore[union-attr]
+            node_python=sys.executable if self.account.emulated else None
+        )
+        del body["id"]
+        return {
+            "autoPoolSpecification": {
+                "autoPoolIdPrefix": self.pool_id[:AUTO_POOL_PREFIX_LENGTH],
+                "poolLifetimeOption": "job",
+                "keepAlive": False,
+                "pool": body,
+            }
+        }
+
+    def ensure(self) -> None:
+        """Make the pool ready: create or reuse it, wait for nodes, check their environment.
+
+        A job-scoped pool has nothing to prepare before a job: see :meth:`ensure_job_pool`.
+        """
+        with self._lock:
+            if self._ready or self.job_scoped:
+                return
+            if self._released:
+                raise ConfigError(f"pool {self.pool_id!r} was deleted; open a new azhpc.Pool")
+            if self._for_job is not None:
+                self._say(
+                    f"pool {self.pool_id!r} created by Batch for job {self._for_job!r}, "
+                    f"deleted when the job ends: {self.spec.estimate().summary_line()}"  # type: ignore[union-attr]
+                )
+            elif not self.exists():
+                self._create()
+            else:
+                self._adopt()
+            nodes = self._wait_for_nodes()
+            self.environment = self._read_environment(nodes)
+            check_environment(self.environment, self.pool_id)
+            self._ready = True
+
+    def ensure_job_pool(self, batch_job_id: str, pool_id: str) -> BatchPool:
+        """Wait for the auto pool Batch created for a job (job-scoped pools), check its nodes'
+        environment, and return it."""
+        with self._lock:
+            if self._released:
+                raise ConfigError(f"pool {self.pool_id!r} was closed; open a new azhpc.Pool")
+            child = self.job_pools.get(batch_job_id)
+            if child is None:
+                child = BatchPool(
+                    self.account, self.spec, pool_id=pool_id, show=self.show, timeout=self.timeout
+                )
+                child._for_job = batch_job_id
+                self.job_pools[batch_job_id] = child
+        child.ensure()
+        return child
+
+    def _create(self) -> None:
+        from azure.batch import models
+
+        if self.spec is None:
+            raise ConfigError(
+                f"there is no pool {self.pool_id!r} in the Batch account "
+                f"{self.account.account_name!r}: give its VM size and node count to create it, "
+                f"e.g. azhpc.Pool({self.pool_id!r}, 'Standard_D2s_v5', nodes=2)"
+            )
+        body = self.spec.to_batch_pool(
+            node_python=sys.executable if self.account.emulated else None
+        )
+        self._say(f"creating pool {self.pool_id!r}: {self.spec.estimate().summary_line()}")
+        self._call(
+            f"create pool {self.pool_id!r}",
+            lambda: self.account.client().create_pool(models.BatchPoolCreateOptions(body)),
+        )
+        self.created = True
+        _register(self)
+
+    def _adopt(self) -> None:
+        pool = self._call(
+            f"get pool {self.pool_id!r}",
+            lambda: self.account.client().get_pool(self.pool_id),
+        )
+        self._slots_per_node = int(pool.task_slots_per_node or 1)
+        self._target = int(
+            (pool.target_dedicated_nodes or 0) + (pool.target_low_priority_nodes or 0)
+        )
+        self._adopted_size = (
+            str(pool.vm_size or ""),
+            int(pool.target_dedicated_nodes or 0),
+            int(pool.target_low_priority_nodes or 0),
+        )
+        self._say(
+            f"using the existing pool {self.pool_id!r} ({pool.vm_size}, {self._target} node(s))"
+        )
+
+    def cost_estimate(self) -> CostEstimate | None:
+        """The pool's cost per hour: from its spec, or from what the service reported for a
+        pool adopted by id; ``None`` when neither is known yet or the size has no price."""
+        if self.spec is not None:
+            return self.spec.estimate()
+        if self._adopted_size is None:
+            return None
+        from azhpc.pools.catalog import price_table
+        from azhpc.pools.estimate import estimate_cost
+
+        vm_size, dedicated, spot = self._adopted_size
+        size = price_table().get(vm_size)
+        return estimate_cost(size, dedicated, spot) if size is not None else None
+
+    def node_states(self) -> dict[str, str]:
+        """Each node's state, by node id."""
+        nodes = self._call(
+            f"list the nodes of pool {self.pool_id!r}",
+            lambda: list(self.account.client().list_nodes(self.pool_id, select=["id", "state"])),
+        )
+        return {n.id: _enum(n.state) for n in nodes}
+
+    def nodes(self) -> list[NodeStatus]:
+        """Every node of the pool, in id order, with its state, affinity id and start task."""
+        listed = self._call(
+            f"list the nodes of pool {self.pool_id!r}",
+            lambda: list(
+                self.account.client().list_nodes(
+                    self.pool_id, select=["id", "state", "affinityId", "startTaskInfo"]
+                )
+            ),
+        )
+        out = []
+        for node in sorted(listed, key=lambda n: n.id):
+            info = node.start_task_info
+            out.append(
+                NodeStatus(
+                    node_id=node.id,
+                    state=_enum(node.state),
+                    affinity_id=str(node.affinity_id or ""),
+                    start_task=_enum(info.state) if info is not None and info.state else "",
+                    start_task_exit_code=info.exit_code if info is not None else None,
+                )
+            )
+        return out
+
+    def every_node_or_explain(self, wanted: int | None = None) -> list[NodeStatus]:
+        """The usable nodes a run on every node (or on ``wanted`` nodes) gets.
+
+        Raises :class:`PoolStartError` naming each node that is not usable and why (its start
+        task's failure and the end of its stderr) when the run would be short of a node.
+        """
+        deadline = time.monotonic() + self.timeout
+        while True:
+            nodes = self.nodes()
+            settling = [n for n in nodes if n.state in ON_THE_WAY]
+            if not settling or time.monotonic() > deadline:
+                break
+            time.sleep(0.05 if self.account.emulated else 2.0)  # nodes change on their own
+        usable = [n for n in nodes if n.state in USABLE]
+        need = max(1, len(nodes) if wanted is None else wanted)
+        if len(usable) >= need:
+            return usable[:need]
+        states = {n.node_id: n.state for n in nodes}
+        broken = [n.node_id for n in nodes if n.state not in USABLE]
+        reasons = [
+            f"{node_id} is {states[node_id]}: {self._start_task_failure(node_id)}"
+            for node_id in broken[:5]
+        ]
+        raise PoolStartError(
+            f"the run needs {need} node(s) of pool {self.pool_id!r} and only {len(usable)} "
+            f"are usable:\n  "
+            + "\n  ".join(reasons or ["(the pool has too few nodes)"])
+            + "\nFix the start task (or the node), or run on fewer nodes with nodes=N."
+        )
+
+    def _wait_for_nodes(self) -> list[str]:
+        deadline = time.monotonic() + self.timeout
+        last = None
+        delay = 0.05 if self.account.emulated else 2.0
+        while True:
+            states = self.node_states()
+            counts = collections.Counter(states.values())
+            summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no nodes yet"
+            if summary != last:
+                self._say(f"pool {self.pool_id!r}: {summary}")
+                last = summary
+            usable = [n for n, s in states.items() if s in USABLE]
+            settling = [n for n, s in states.items() if s in ON_THE_WAY]
+            broken = [n for n, s in states.items() if s in BROKEN]
+            if usable and (not settling or len(usable) >= self._target):
+                if broken:
+                    self._say(self._broken_message(broken, states, fatal=False))
+                return usable
+            if states and not usable and not settling and broken:
+                raise PoolStartError(self._broken_message(broken, states, fatal=True))
+            if time.monotonic() > deadline:
+                raise PoolStartError(
+                    f"pool {self.pool_id!r} has no usable node after {self.timeout:.0f} s "
+                    f"({summary}); check the VM size's quota in the account, or wait longer "
+                    "with azhpc.Pool(..., timeout=seconds)"
+                )
+            time.sleep(delay)  # polling the service: nodes change state on their own
+            delay = min(delay * 2, 0.5 if self.account.emulated else 10.0)
+
+    def _broken_message(self, broken: list[str], states: dict[str, str], *, fatal: bool) -> str:
+        reasons = []
+        for node_id in broken[:5]:
+            reasons.append(f"{node_id} is {states[node_id]}: {self._start_task_failure(node_id)}")
+        head = (
+            f"no node of pool {self.pool_id!r} became usable"
+            if fatal
+            else f"pool {self.pool_id!r} runs without {len(broken)} node(s)"
+        )
+        return f"{head}:\n  " + "\n  ".join(reasons)
+
+    def _start_task_failure(self, node_id: str) -> str:
+        client = self.account.client()
+        try:
+            node = self._call(
+                f"get node {node_id!r}", lambda: client.get_node(self.pool_id, node_id)
+            )
+            info = node.start_task_info
+            why = "start task failed"
+            if info is not None and info.failure_info is not None:
+                why = f"start task {info.failure_info.code}: {info.failure_info.message}"
+                if info.exit_code is not None:
+                    why += f" (exit code {info.exit_code})"
+            stderr = b"".join(
+                client.download_node_file(self.pool_id, node_id, "startup/stderr.txt")
+            )
+            tail = stderr[-600:].decode(errors="replace").strip()
+            return f"{why}; stderr ends: {tail}" if tail else why
+        except Exception as error:  # the reason is a courtesy: never hide the real error
+            return f"(could not read why: {type(error).__name__})"
+
+    def _read_environment(self, nodes: list[str]) -> dict[str, Any]:
+        from azhpc.pools.batch_pool import ENVIRONMENT_RECORD
+
+        path = f"shared/{ENVIRONMENT_RECORD}"
+        data = self._call(
+            f"read {path} from node {nodes[0]!r}",
+            lambda: b"".join(
+                self.account.client().download_node_file(self.pool_id, nodes[0], path)
+            ),
+        )
+        try:
+            return dict(json.loads(data))
+        except (ValueError, TypeError):
+            raise EnvironmentMismatchError(
+                f"pool {self.pool_id!r} has no readable environment record ({path}): it was "
+                "not prepared by azhpc's start task; create the pool with azhpc.Pool(...)"
+            ) from None
+
+    # -- ending ---------------------------------------------------------------------------------
+
+    def release(self) -> None:
+        """Delete the pool if this object created it (unless ``keep``). Idempotent.
+
+        Job-scoped: Batch deletes each job's pool once the job has ended (the backend ends
+        them first); on the emulator, wait until they are gone."""
+        with self._lock:
+            if self._released:
+                return
+            self._released = True
+            _unregister(self)
+            if self.job_scoped:
+                for child in self.job_pools.values():
+                    child._wait_until_gone()
+                return
+            if self.created and not self.keep:
+                self.delete()
+            elif self.created:
+                self._say(
+                    f"pool {self.pool_id!r} is kept (keep=True): it costs money until deleted"
+                )
+
+    def delete(self) -> None:
+        """Delete the pool now (whoever created it); on the emulator, wait until it is gone."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        client = self.account.client()
+
+        def delete() -> None:
+            try:
+                client.begin_delete_pool(self.pool_id, polling_interval=0)
+            except ResourceNotFoundError:
+                pass
+
+        self._call(f"delete pool {self.pool_id!r}", delete)
+        self._ready = False
+        self._wait_until_gone()
+        self._say(f"pool {self.pool_id!r} deleted")
+
+    def _wait_until_gone(self) -> None:
+        """On the emulator, wait (briefly) until the service has deleted the pool."""
+        if self.account.emulated:
+            deadline = time.monotonic() + 30
+            while self.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)  # the emulator deletes in the background
+
+    def _say(self, text: str) -> None:
+        if self.show is False:
+            return
+        if self.show is None and not (sys.stderr.isatty() or _in_notebook()):
+            return
+        print(f"azhpc: {text}", file=sys.stderr, flush=True)
+
+
+def _in_notebook() -> bool:
+    from azhpc.progress import choose_view
+
+    return choose_view(None) == "widget"
+
+
+# -- pools deleted with their owner ---------------------------------------------------------------
+
+_live: set[BatchPool] = set()
+_live_lock = threading.Lock()
+_sigterm_installed = False
+
+
+def _register(pool: BatchPool) -> None:
+    global _sigterm_installed
+    with _live_lock:
+        _live.add(pool)
+        if not _sigterm_installed and threading.current_thread() is threading.main_thread():
+            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+                # By default SIGTERM ends Python without running atexit, which would leave the
+                # pool running; make it an ordinary exit instead.
+                signal.signal(signal.SIGTERM, _exit_on_sigterm)
+            _sigterm_installed = True
+
+
+def _unregister(pool: BatchPool) -> None:
+    with _live_lock:
+        _live.discard(pool)
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _enum(value: Any) -> str:
+    """An SDK enum member (or plain string) as Batch's lower-case REST value."""
+    return str(getattr(value, "value", value)).lower()
