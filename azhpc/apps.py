@@ -22,7 +22,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -114,7 +114,6 @@ class NodeCommand:
     ranks: int = 0
     env: tuple[tuple[str, str], ...] = ()
     requirements: str | None = None
-    extra_mpi_args: tuple[str, ...] = field(default=())
 
     def __call__(self, index: int) -> NodeRun:
         from azhpc.core.spec import APP_ARCHIVE
@@ -127,8 +126,8 @@ class NodeCommand:
             base = Path.cwd()
         app = base / APP_FOLDER
         archive = base / APP_ARCHIVE
-        if not app.is_dir() or (archive.exists() and not any(app.iterdir())):
-            app.mkdir(exist_ok=True)
+        if not app.is_dir():  # an MPI run's coordination command has unpacked it already
+            app.mkdir()
             if archive.exists():
                 with tarfile.open(archive) as tar:
                     tar.extractall(app, filter="data")
@@ -175,7 +174,7 @@ class NodeCommand:
         for name in (*MPI_VARIABLES, *dict(self.env)):
             if name in env:
                 argv += ["-x", name]
-        return [*argv, *self.extra_mpi_args]
+        return argv
 
 
 def _tee(argv: list[str], *, cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:

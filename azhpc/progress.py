@@ -48,7 +48,7 @@ def format_cost(progress: Progress) -> str:
     """The estimated cost so far and the hourly rate: ``"≈ 0.0123 EUR so far at 18.10 EUR/h"``
     (``""`` when the job has no rate: the laptop backends)."""
     cost = progress.cost
-    if cost is None or progress.cost_per_hour is None:
+    if cost is None:
         return ""
     digits = 2 if cost >= 10 else 4
     return (

@@ -149,10 +149,10 @@ class Session:
 
             self.store.save_job(spec, gather)
             self.backend.submit(spec, PersistingEvents(job, self.store, spec.job_id))
-        self._show_cost(job)
+        self._record_cost_rate(job)
         return job
 
-    def _show_cost(self, job: Job) -> None:
+    def _record_cost_rate(self, job: Job) -> None:
         rate = self.backend.cost_per_hour()
         if rate is not None:
             job.set_cost_rate(*rate)
@@ -181,7 +181,7 @@ class Session:
             plain = self.store is None or getattr(self.backend, "stores_outcomes", False)
             events = job if plain else PersistingEvents(job, self.store, spec.job_id)
             self.backend.submit(runnable, events)
-        self._show_cost(job)
+        self._record_cost_rate(job)
         return job
 
     # -- the scatter API, bound to this session -------------------------------------------------

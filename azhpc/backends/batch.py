@@ -159,6 +159,12 @@ class BatchBackend(Backend):
             "pool": self.pool.pool_id if self.pool is not None else None,
         }
 
+    def batch_job_id(self, job_id: str) -> str | None:
+        """The Batch job running azhpc job ``job_id`` now (``None`` once it has ended here)."""
+        with self._lock:
+            run = self._runs.get(job_id)
+        return run.batch_job_id if run is not None else None
+
     def cost_per_hour(self) -> tuple[float, str] | None:
         estimate = self.pool.cost_estimate() if self.pool is not None else None
         if estimate is None or estimate.per_hour is None:

@@ -59,9 +59,7 @@ class NodeView:
         self.job = job
 
     def _batch_job_id(self) -> str | None:
-        runs = getattr(self.pool.backend, "_runs", {})
-        run = runs.get(self.job.job_id)
-        return run.batch_job_id if run is not None else None
+        return self.pool.backend.batch_job_id(self.job.job_id)  # type: ignore[attr-defined]
 
     def snapshot(self) -> list[NodeRow]:
         """The rows, in node order."""
@@ -96,7 +94,7 @@ class NodeView:
 
     def _subtasks(self, client: Any, batch_job: str, task_id: str) -> list[tuple[str, str]]:
         if self.job.progress.total != 1:
-            return []  # only a run_on_pool MPI job is one (multi-instance) task
+            return []  # a multi-instance (MPI) run is a job of one task
         try:
             subtasks = list(client.list_subtasks(batch_job, task_id))
         except Exception:  # the view is a courtesy: never break the run it shows
