@@ -254,8 +254,6 @@ class LocalBackend(Backend):
                 run: _JobRun = command[1]
                 self._jobs[run.spec.job_id] = run
                 self._queue.extend((run.spec.job_id, t.task_id) for t in run.spec.tasks)
-                if self._fatal:
-                    self._fail_queued(self._fatal)
             elif kind == "cancel":
                 self._cancel(command[1])
                 command[2].set()
@@ -330,15 +328,36 @@ class LocalBackend(Backend):
         if not chunk:
             self._selector.unregister(node.proc.stderr)
             return
-        node.stderr_tail = (node.stderr_tail + chunk)[-STDERR_TAIL:]
-        try:
-            sys.stderr.write(chunk.decode(errors="replace"))
-        except Exception:  # a closed or odd stderr must not stop the scheduler
-            pass
+        _echo_stderr(node, chunk)
+
+    def _drain_stderr(self, node: _Node) -> None:
+        """Keep what a dead node wrote to stderr but was not read yet (its last words).
+
+        The stdout EOF that reports the death can come before the stderr bytes are read; the
+        pipe is read without blocking, since a child of the node may still hold it open.
+        """
+        stream = node.proc.stderr
+        if stream is None or stream.closed:
+            return
+        fd = stream.fileno()
+        os.set_blocking(fd, False)
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except (BlockingIOError, OSError):
+                return
+            if not chunk:
+                return
+            _echo_stderr(node, chunk)
 
     def _dispatch(self) -> None:
         while self._queue:
             node = max(self._nodes, key=lambda n: n.free, default=None)
+            if node is None and self._fatal:
+                # No node will start again: fail what waits, including a task put back
+                # below because its node died while taking it.
+                self._fail_queued(self._fatal)
+                return
             if node is None or node.free <= 0:
                 return
             job_id, task_id = self._queue.popleft()
@@ -426,6 +445,7 @@ class LocalBackend(Backend):
             except (KeyError, ValueError):
                 pass
         _kill(node.proc)
+        self._drain_stderr(node)
         code = node.proc.returncode
         self._nodes.remove(node)
         how = (
@@ -477,9 +497,7 @@ class LocalBackend(Backend):
                 f"Their last words:\n{tail or '(nothing)'}\nCheck that azhpc is installed "
                 "for that Python."
             )
-            if not self._nodes:
-                self._fail_queued(self._fatal)
-            return
+            return  # _dispatch fails what is queued once no node is left
         self._spawn()
 
     def _fail_queued(self, reason: str, *, everything: bool = False) -> None:
@@ -525,6 +543,15 @@ class LocalBackend(Backend):
                     stream.close()
         self._nodes.clear()
         self._selector.close()
+
+
+def _echo_stderr(node: _Node, chunk: bytes) -> None:
+    """Keep the tail of what a node wrote to stderr, and pass it on to the client's stderr."""
+    node.stderr_tail = (node.stderr_tail + chunk)[-STDERR_TAIL:]
+    try:
+        sys.stderr.write(chunk.decode(errors="replace"))
+    except Exception:  # a closed or odd stderr must not stop the scheduler
+        pass
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
