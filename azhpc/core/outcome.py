@@ -8,6 +8,7 @@ outcome.
 from __future__ import annotations
 
 import os
+import pickle
 import socket
 import tempfile
 import traceback
@@ -15,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cloudpickle
-
+from azhpc.core.pickling import dumps
 from azhpc.core.states import TaskResult
 
 __all__ = [
@@ -76,7 +76,7 @@ class RemoteError:
             else (f"{kind.__module__}.{kind.__qualname__}")
         )
         try:
-            cloudpickle.loads(cloudpickle.dumps(exc))
+            pickle.loads(dumps(exc))
             sendable: BaseException | None = exc.with_traceback(None)
         except Exception:
             sendable = None

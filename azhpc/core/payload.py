@@ -21,11 +21,10 @@ from typing import Any
 
 import cloudpickle
 
+from azhpc.core.pickling import dumps
 from azhpc.errors import SerializationError
 
 __all__ = ["Payload", "decode", "encode"]
-
-PROTOCOL = 5
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,9 +84,7 @@ def encode(obj: Any, *, what: str = "object", out_of_band: bool = True) -> Paylo
         buffers.append(buf.raw())
 
     try:
-        data = cloudpickle.dumps(
-            obj, protocol=PROTOCOL, buffer_callback=keep if out_of_band else None
-        )
+        data = dumps(obj, buffer_callback=keep if out_of_band else None)
     except Exception as exc:
         raise SerializationError(
             f"{what} ({type(obj).__module__}.{type(obj).__qualname__}) cannot be sent to the "

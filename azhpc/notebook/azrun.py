@@ -116,7 +116,7 @@ def ship_variables(
         Variables that cannot be sent to the workers; names each with its type.
     """
     __tracebackhide__ = True  # IPython: show the error, not these frames
-    import cloudpickle
+    from azhpc.core.pickling import dumps
 
     skip = set(bound)
     hidden = set(ignore)
@@ -128,7 +128,7 @@ def ship_variables(
             continue
         if name in namespace and name not in hidden:
             try:
-                shipped[name] = cloudpickle.dumps(namespace[name], protocol=5)
+                shipped[name] = dumps(namespace[name])
             except Exception as exc:
                 kind = type(namespace[name])
                 unpicklable.append(

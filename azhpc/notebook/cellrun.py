@@ -127,10 +127,10 @@ class CellRunner:
         """Whether ``value`` can travel back; raise (strict) or warn when it cannot."""
         if _always_picklable(value):
             return True
-        import cloudpickle
+        from azhpc.core.pickling import dumps
 
         try:
-            cloudpickle.dumps(value, protocol=5)
+            dumps(value)
         except Exception as exc:
             kind = type(value)
             problem = (

@@ -67,11 +67,11 @@ def submit_mpi_cell(runner: CellRunner, ranks: int, pool: Session) -> Job:
             "azhpc.Pool(azhpc.PoolSpec('mpi', 'Standard_HB120rs_v3', nodes=4, mpi=True, "
             "inter_node_communication=True)).start(), then use --pool mpi_pool"
         )
-    import cloudpickle
+    from azhpc.core.pickling import dumps
 
     with tempfile.TemporaryDirectory(prefix="azhpc-mpi-cell-") as folder:
         cell = Path(folder) / CELL_FILE
-        cell.write_bytes(cloudpickle.dumps(runner, protocol=5))
+        cell.write_bytes(dumps(runner))
         return launch(
             pool,
             f"python -m azhpc.notebook.mpicell {CELL_FILE} {RESULT_FILE}",
@@ -92,11 +92,11 @@ def main(argv: list[str]) -> int:
         runner: Any = pickle.load(f)
     result = runner(None)
     if MPI.COMM_WORLD.rank == 0:
-        import cloudpickle
+        from azhpc.core.pickling import dumps
 
         partial = f"{argv[1]}.partial"
         with open(partial, "wb") as f:
-            f.write(cloudpickle.dumps(result, protocol=5))
+            f.write(dumps(result))
         os.replace(partial, argv[1])
     return 0
 
