@@ -20,7 +20,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from azhpc import _hooks  # noqa: F401 - registers the joblib backend once joblib is imported
 from azhpc.errors import (
     AzhpcError,
     CompositeTaskError,
@@ -33,34 +32,33 @@ from azhpc.errors import (
     UnpicklableVariableError,
     WorkerLostError,
 )
-
-__version__ = "0.1.0"
+from azhpc.version import __version__
 
 if TYPE_CHECKING:
-    from azhpc.apps import NodeRun, run_on_pool
+    from azhpc.api import attach, map, map_blocks, map_partitions, submit, submit_map
+    from azhpc.backends.batch.apps import NodeRun, run_on_pool
+    from azhpc.backends.batch.pool import Pool
     from azhpc.core.job import Job, Progress
     from azhpc.executor import Executor
     from azhpc.pools import PoolSpec
-    from azhpc.pools.pool import Pool
-    from azhpc.scatter import attach, map, map_blocks, map_partitions, submit, submit_map
     from azhpc.session import Session, connect
 
 _LAZY = {
     "connect": "azhpc.session",
     "Session": "azhpc.session",
-    "map": "azhpc.scatter",
-    "map_partitions": "azhpc.scatter",
-    "map_blocks": "azhpc.scatter",
-    "submit": "azhpc.scatter",
-    "submit_map": "azhpc.scatter",
-    "attach": "azhpc.scatter",
+    "map": "azhpc.api",
+    "map_partitions": "azhpc.api",
+    "map_blocks": "azhpc.api",
+    "submit": "azhpc.api",
+    "submit_map": "azhpc.api",
+    "attach": "azhpc.api",
     "Executor": "azhpc.executor",
     "Job": "azhpc.core.job",
     "Progress": "azhpc.core.job",
     "PoolSpec": "azhpc.pools",
-    "Pool": "azhpc.pools.pool",
-    "run_on_pool": "azhpc.apps",
-    "NodeRun": "azhpc.apps",
+    "Pool": "azhpc.backends.batch.pool",
+    "run_on_pool": "azhpc.backends.batch.apps",
+    "NodeRun": "azhpc.backends.batch.apps",
 }
 
 __all__ = [
@@ -88,13 +86,20 @@ __all__ = [
     "map",
     "map_blocks",
     "map_partitions",
+    "register_joblib_backend",
     "run_on_pool",
     "submit",
     "submit_map",
 ]
 
 
+#: Subpackages reachable as attributes after ``import azhpc`` (imported on first use).
+_SUBPACKAGES = ("lake", "usql")
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"azhpc.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'azhpc' has no attribute {name!r}")
@@ -105,6 +110,24 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+def register_joblib_backend(name: str = "azhpc", *, make_default: bool = False) -> None:
+    """Let joblib (and scikit-learn's ``n_jobs``) run on azhpc.
+
+    After this, ``with joblib.parallel_config(backend="azhpc"):`` runs joblib's calls on the
+    default session (``session=`` for another). Imports joblib (``pip install azhpc[joblib]``).
+
+    Parameters
+    ----------
+    name
+        The backend's name for joblib.
+    make_default
+        Make it joblib's default backend.
+    """
+    from azhpc.joblib_backend import register  # imports joblib: only when asked for
+
+    register(name, make_default=make_default)
 
 
 def load_ipython_extension(ipython: Any) -> None:

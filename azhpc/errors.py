@@ -10,15 +10,31 @@ from __future__ import annotations
 
 __all__ = [
     "AzhpcError",
+    "AzuriteNotFoundError",
+    "AzuriteStartError",
+    "BatchAuthError",
+    "BatchEmulatorError",
+    "BatchError",
+    "BatchUnreachableError",
+    "CommandFailedError",
     "CompositeTaskError",
     "ConfigError",
+    "EnvironmentMismatchError",
+    "ExecutorShutdownError",
     "GatherError",
+    "IntegrityError",
     "JobCancelledError",
+    "JobNotFoundError",
+    "PoolCostError",
+    "PoolSpecError",
+    "PoolSpecWarning",
+    "PoolStartError",
     "SerializationError",
     "TaskError",
     "UndefinedVariableError",
     "UnpicklableVariableError",
     "WorkerLostError",
+    "WorkshopEmulatorError",
 ]
 
 
@@ -186,3 +202,82 @@ def _rebuild_task_error(cls: type, state: dict, args: tuple) -> TaskError:
     Exception.__init__(error, *args)
     error.__dict__.update(state)
     return error
+
+
+class JobNotFoundError(AzhpcError, LookupError):
+    """No durable job with that id is in this session's lake."""
+
+
+class WorkshopEmulatorError(AzhpcError, RuntimeError):
+    """The background emulators could not be started or stopped."""
+
+
+class AzuriteNotFoundError(AzhpcError, FileNotFoundError):
+    """Azurite is not installed where azhpc looks for it; the message says how to install it."""
+
+
+class AzuriteStartError(AzhpcError, RuntimeError):
+    """Azurite was found but did not start; the message holds the end of its output."""
+
+
+class BatchEmulatorError(AzhpcError, RuntimeError):
+    """The emulator could not start, or a control request failed."""
+
+
+class CommandFailedError(AzhpcError):
+    """A command run by :func:`run_on_pool` exited with a non-zero code on a node."""
+
+
+class BatchError(AzhpcError):
+    """The Batch service refused a request; ``code`` is Batch's error code."""
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class BatchAuthError(BatchError, PermissionError):
+    """The Batch service refused the account's key or credential (HTTP 401/403)."""
+
+
+class BatchUnreachableError(BatchError, ConnectionError):
+    """The Batch service could not be reached."""
+
+
+class IntegrityError(AzhpcError):
+    """Stored job data failed its check: it changed after it was written, or has no key here."""
+
+
+class PoolStartError(AzhpcError):
+    """The pool's nodes did not become usable (start task failed, nodes unusable, timeout)."""
+
+
+class EnvironmentMismatchError(AzhpcError):
+    """The pool's nodes have another Python, cloudpickle or azhpc than this client."""
+
+
+class PoolSpecError(ConfigError):
+    """A :class:`~azhpc.PoolSpec` cannot work; the message names the field and says what to do.
+
+    Attributes
+    ----------
+    field
+        The offending field (``"vm_size"``, ``"spot_nodes"``, ...), or ``""`` for the
+        unknown-keyword case.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"PoolSpec.{field}: {message}" if field else message)
+        self.field = field
+
+
+class PoolCostError(PoolSpecError):
+    """The pool's estimated cost per hour is above its ``max_cost_per_hour`` guard."""
+
+
+class PoolSpecWarning(UserWarning):
+    """A pool specification that Batch accepts but that probably does not do what was meant."""
+
+
+class ExecutorShutdownError(AzhpcError, RuntimeError):
+    """Work was submitted to an :class:`azhpc.Executor` after its ``shutdown()``."""

@@ -6,17 +6,15 @@ import concurrent.futures
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from azhpc.errors import AzhpcError
+from azhpc import scatter, splitting
+from azhpc.core.calls import ApplyEach
+from azhpc.errors import ConfigError, ExecutorShutdownError
+from azhpc.session import Session, current_session
 
 if TYPE_CHECKING:
     from azhpc.core.job import Job
-    from azhpc.session import Session
 
 __all__ = ["Executor", "ExecutorShutdownError"]
-
-
-class ExecutorShutdownError(AzhpcError, RuntimeError):
-    """Work was submitted to an executor after its ``shutdown()``."""
 
 
 class Executor(concurrent.futures.Executor):
@@ -27,8 +25,9 @@ class Executor(concurrent.futures.Executor):
 
     Parameters
     ----------
-    pool
-        The session; default: the default session (opened when needed).
+    session, pool
+        The session (or :class:`azhpc.Pool`; one or the other); default: the default session
+        (opened when needed).
     retries
         How many more times a task whose function raised is run.
 
@@ -40,24 +39,28 @@ class Executor(concurrent.futures.Executor):
     6
     """
 
-    def __init__(self, pool: Session | None = None, *, retries: int = 0) -> None:
-        self._pool = pool
+    def __init__(
+        self,
+        session: Session | None = None,
+        *,
+        pool: Session | None = None,
+        retries: int = 0,
+    ) -> None:
+        if session is not None and pool is not None and session is not pool:
+            raise ConfigError("give the session as session= or as pool=, not both")
+        self._chosen = session if session is not None else pool
         self._retries = retries
         self._shutdown = False
         self._jobs: list[Job] = []
 
     def _session(self) -> Session:
-        from azhpc.session import current_session
-
         if self._shutdown:
             raise ExecutorShutdownError("cannot schedule new work after shutdown()")
-        return current_session(self._pool)
+        return current_session(self._chosen)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Job:
         """Start ``fn(*args, **kwargs)``; return its Job (a Future)."""
-        from azhpc.scatter import submit_call
-
-        job = submit_call(fn, args, kwargs, retries=self._retries, pool=self._session())
+        job = scatter.submit(self._session(), fn, args, kwargs, retries=self._retries)
         self._jobs = [j for j in self._jobs if not j.done()] + [job]
         return job
 
@@ -73,10 +76,6 @@ class Executor(concurrent.futures.Executor):
         ``chunksize=1`` (the standard default) lets azhpc choose chunks itself. A failed
         call raises :class:`azhpc.TaskError` when iteration reaches the results.
         """
-        from azhpc import splitting
-        from azhpc.core.calls import ApplyEach
-        from azhpc.scatter import run_pieces
-
         session = self._session()
         items = list(zip(*iterables, strict=False))
         size = (
@@ -84,7 +83,7 @@ class Executor(concurrent.futures.Executor):
             if chunksize > 1
             else splitting.auto_chunksize(len(items), session.total_slots)
         )
-        job = run_pieces(
+        job = scatter.run_pieces(
             session,
             ApplyEach(fn, star=True),
             splitting.chunk(items, size),

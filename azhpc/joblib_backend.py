@@ -5,8 +5,9 @@
 ...     joblib.Parallel()(joblib.delayed(abs)(-i) for i in range(3))
 [0, 1, 2]
 
-azhpc registers the backend as soon as joblib is imported (see :func:`azhpc._hooks`), without
-importing joblib itself. Pass ``pool=session`` to ``parallel_config`` for another session.
+Register it once per process with :func:`azhpc.register_joblib_backend` (as ipyparallel's
+``register_joblib_backend``): ``import azhpc`` never imports joblib. Pass ``session=`` (or
+``pool=``) to ``parallel_config`` for another session than the default one.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from joblib._parallel_backends import AutoBatchingMixin, ParallelBackendBase
 
+from azhpc import scatter
 from azhpc.errors import TaskError
+from azhpc.session import Session, current_session
 
 if TYPE_CHECKING:
     from azhpc.core.job import Job
-    from azhpc.session import Session
 
 __all__ = ["AzhpcBackend", "register"]
 
@@ -31,15 +33,16 @@ class AzhpcBackend(AutoBatchingMixin, ParallelBackendBase):
     supports_timeout = True
     default_n_jobs = -1
 
-    def __init__(self, pool: Session | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, session: Session | None = None, pool: Session | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
+        self._session_given = session
         self._pool = pool
         self._jobs: list[Job] = []
 
     def _session(self) -> Session:
-        from azhpc.session import current_session
-
-        return current_session(self._pool)
+        return current_session(self._session_given, pool=self._pool)
 
     def effective_n_jobs(self, n_jobs: int | None) -> int:
         slots = self._session().total_slots
@@ -54,9 +57,7 @@ class AzhpcBackend(AutoBatchingMixin, ParallelBackendBase):
         return self.effective_n_jobs(n_jobs)
 
     def submit(self, func: Any, callback: Any = None) -> Job:
-        from azhpc.scatter import submit_call
-
-        job = submit_call(func, pool=self._session())
+        job = scatter.submit(self._session(), func)
         self._jobs = [j for j in self._jobs if not j.done()] + [job]
         if callback is not None:
             job.add_done_callback(callback)
@@ -77,8 +78,8 @@ class AzhpcBackend(AutoBatchingMixin, ParallelBackendBase):
         self._jobs = []
 
 
-def register() -> None:
-    """Register the ``"azhpc"`` joblib backend (done automatically when joblib is imported)."""
+def register(name: str = "azhpc", *, make_default: bool = False) -> None:
+    """Register :class:`AzhpcBackend` with joblib under ``name``."""
     from joblib import register_parallel_backend
 
-    register_parallel_backend("azhpc", AzhpcBackend)
+    register_parallel_backend(name, AzhpcBackend, make_default=make_default)

@@ -50,16 +50,18 @@ def run(*, workers: int | None = None, rows: int = 1_000_000, out: TextIO | None
     import numpy as np
     import pandas as pd
 
-    import azhpc
+    from azhpc.errors import TaskError
+    from azhpc.session import connect
+    from azhpc.version import __version__
 
     out = out or sys.stdout
 
     def say(text: str = "") -> None:
         print(text, file=out, flush=True)
 
-    say(f"azhpc {azhpc.__version__} quickstart on the embedded 'local' profile")
+    say(f"azhpc {__version__} quickstart on the embedded 'local' profile")
     ok = True
-    with azhpc.connect(workers=workers) as session:
+    with connect(workers=workers) as session:
         say(f"  session: {session!r}")
 
         numbers = range(100_000, 160_000)
@@ -100,7 +102,7 @@ def run(*, workers: int | None = None, rows: int = 1_000_000, out: TextIO | None
 
         try:
             session.map(lambda x: 1 / x, [1, 0], progress=False)
-        except azhpc.TaskError as error:
+        except TaskError as error:
             say(f"  4. a failing task raises azhpc.TaskError: {error.headline}")
         pids = session.backend.node_pids() if hasattr(session.backend, "node_pids") else []
     left = [pid for pid in pids if _process_exists(pid)]

@@ -9,21 +9,23 @@ stops every worker.
 
 from __future__ import annotations
 
-import atexit
 import inspect
 import threading
 import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from azhpc import scatter
+from azhpc.core import at_exit
 from azhpc.errors import ConfigError
 
 if TYPE_CHECKING:
     from azhpc.backends.base import Backend
+    from azhpc.config import Settings
     from azhpc.core.job import Job
     from azhpc.core.outcome import TaskOutcome
     from azhpc.core.spec import JobSpec
-    from azhpc.executor import Executor
+    from azhpc.lake.lake import Lake
     from azhpc.staging import JobStore
 
 __all__ = ["PROFILES", "Session", "connect", "current_session"]
@@ -36,59 +38,65 @@ JOBS_FOLDER = "/.azhpc"
 
 _default: Session | None = None
 _default_lock = threading.Lock()
-_open_sessions: weakref.WeakSet[Session] = weakref.WeakSet()
 
 
 class Session:
-    """A connection to compute: a profile and its backend.
+    """A connection to compute: a profile's settings, its lake, its job store and its backend.
 
     Use :func:`connect` to open one. A session is a context manager; leaving the block closes
     it. Its methods are the scatter API bound to this session (``session.map(...)`` is
-    ``azhpc.map(..., pool=session)``).
+    ``azhpc.map(..., session=session)``).
 
     Parameters
     ----------
-    profile
-        The profile's name (``"local"``).
     backend
         The backend that runs the tasks.
+    settings
+        The profile's resolved :class:`~azhpc.config.Settings` (default: the embedded
+        ``local`` profile's).
+    lake
+        The profile's Data Lake (:class:`~azhpc.lake.Lake`), or ``None``.
+    store
+        Where durable jobs are kept (a :class:`~azhpc.staging.JobStore`), or ``None``: then
+        jobs live only in this process and :func:`azhpc.attach` cannot find them.
     progress
         Show progress while waiting: ``True``, ``False``, or ``None`` to decide by where the
         code runs (widget in Jupyter, text bar in a terminal, nothing when output is a file).
     progress_after
         Seconds a job must run before its progress shows, so that quick jobs print nothing.
-    lake
-        The profile's Data Lake (an object with a ``close()``), or ``None``.
-    store
-        Where durable jobs are kept (a :class:`~azhpc.staging.JobStore`), or ``None``: then
-        jobs live only in this process and :func:`azhpc.attach` cannot find them.
+    owns_lake
+        Close the lake with the session (``False`` when the lake is shared with another
+        session, as an :class:`azhpc.Pool` shares its parent's).
     """
 
     def __init__(
         self,
-        profile: str,
         backend: Backend,
         *,
+        settings: Settings | None = None,
+        lake: Lake | None = None,
+        store: JobStore | None = None,
         progress: bool | None = None,
         progress_after: float = 1.0,
-        lake: Any = None,
-        store: JobStore | None = None,
         owns_lake: bool = True,
     ) -> None:
-        self.profile = profile
-        self.owns_lake = owns_lake
+        from azhpc.config import Settings
+
+        self.settings = settings if settings is not None else Settings()
         self.backend = backend
         self.lake = lake
         self.store = store
         self.progress = progress
         self.progress_after = progress_after
+        self.owns_lake = owns_lake
         self._jobs: weakref.WeakSet[Job] = weakref.WeakSet()
-        #: Closed after the backend and before the lake (e.g. the Batch emulator).
-        self._owned: list[Any] = []
-        #: The Batch account of a session whose tasks run on Batch, else ``None``.
-        self.batch_account: Any = None
         self._closed = False
-        _open_sessions.add(self)
+        at_exit.release_at_exit(self, "close")
+
+    @property
+    def profile(self) -> str:
+        """The profile's kind: ``"local"``, ``"emulated"`` or ``"azure"``."""
+        return self.settings.profile
 
     def __repr__(self) -> str:
         parts = " ".join(f"{k}={v!r}" for k, v in self.backend.describe().items())
@@ -117,15 +125,14 @@ class Session:
         if self._closed:
             return
         self._closed = True
+        at_exit.forget(self)
         for job in list(self._jobs):
             if not job.done():
                 job.cancel()
         try:
             self.backend.close()
         finally:
-            for closable in reversed(self._owned):
-                closable.stop() if hasattr(closable, "stop") else closable.close()
-            if self.owns_lake and self.lake is not None and hasattr(self.lake, "close"):
+            if self.owns_lake and self.lake is not None:
                 self.lake.close()
         with _default_lock:
             if _default is self:
@@ -141,7 +148,7 @@ class Session:
         self._jobs.add(job)
         if self.store is None:
             self.backend.submit(spec, job)
-        elif getattr(self.backend, "stores_outcomes", False):
+        elif self.backend.stores_outcomes:
             self.store.save_job(spec, gather)
             self.backend.submit(spec, job)
         else:
@@ -178,7 +185,7 @@ class Session:
         for task_id, outcome in finished.items():
             job.task_completed(task_id, outcome)
         if runnable.tasks:
-            plain = self.store is None or getattr(self.backend, "stores_outcomes", False)
+            plain = self.store is None or self.backend.stores_outcomes
             events = job if plain else PersistingEvents(job, self.store, spec.job_id)
             self.backend.submit(runnable, events)
         self._record_cost_rate(job)
@@ -188,39 +195,27 @@ class Session:
 
     def map(self, fn: Callable[[Any], Any], iterable: Iterable[Any], **options: Any) -> Any:
         """:func:`azhpc.map` on this session."""
-        from azhpc import scatter
-
-        return scatter.map(fn, iterable, pool=self, **options)
+        return scatter.map(self, fn, iterable, **options)
 
     def map_partitions(self, fn: Callable[[Any], Any], df: Any, **options: Any) -> Any:
         """:func:`azhpc.map_partitions` on this session."""
-        from azhpc import scatter
-
-        return scatter.map_partitions(fn, df, pool=self, **options)
+        return scatter.map_partitions(self, fn, df, **options)
 
     def map_blocks(self, fn: Callable[[Any], Any], array: Any, **options: Any) -> Any:
         """:func:`azhpc.map_blocks` on this session."""
-        from azhpc import scatter
-
-        return scatter.map_blocks(fn, array, pool=self, **options)
+        return scatter.map_blocks(self, fn, array, **options)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Job:
         """:func:`azhpc.submit` on this session."""
-        from azhpc import scatter
-
-        return scatter.submit_call(fn, args, kwargs, pool=self)
+        return scatter.submit(self, fn, args, kwargs)
 
     def submit_map(self, fn: Callable[[Any], Any], iterable: Iterable[Any], **options: Any) -> Job:
-        """:func:`azhpc.submit_map` on this session."""
-        from azhpc import scatter
+        """:func:`azhpc.submit_map` on this session: ``map(..., block=False)``."""
+        return scatter.map(self, fn, iterable, block=False, **options)
 
-        return scatter.submit_map(fn, iterable, pool=self, **options)
-
-    def executor(self, *, retries: int = 0) -> Executor:
-        """A ``concurrent.futures.Executor`` running on this session."""
-        from azhpc.executor import Executor
-
-        return Executor(self, retries=retries)
+    def attach(self, job_id: str) -> Job:
+        """:func:`azhpc.attach` on this session."""
+        return scatter.attach(self, job_id)
 
 
 def connect(
@@ -251,9 +246,10 @@ def connect(
     ----------
     profile
         ``"local"`` (worker processes here, the lake in a folder; the default),
-        ``"emulated"`` (the lake on Azurite, started on 127.0.0.1 and stopped when the
-        session closes; tasks still run in local worker processes until the Batch REST
-        emulator arrives), ``"azure"`` (the lake on ADLS Gen2 / Blob Storage), or the name of
+        ``"emulated"`` (the lake on Azurite and tasks on azhpc's Batch emulator, both on
+        127.0.0.1, started here or shared with ``azhpc emulator start``, stopped when the
+        session closes), ``"azure"`` (Azure Batch, the lake on ADLS Gen2 / Blob Storage), or
+        the name of
         a ``[profiles.NAME]`` table of the config file. Default: ``AZHPC_PROFILE``, else the
         config file's ``default``, else ``"local"``.
     workers
@@ -261,10 +257,12 @@ def connect(
     slots
         Tasks each worker runs at once; default 1.
     backend
-        ``"local"`` (worker processes) or ``"debug"`` (every task in the calling thread,
-        so ``breakpoint()`` and pdb work inside tasks). Default: the profile's own compute.
-        The ``azure`` profile's own compute, Azure Batch, arrives with the Batch backend; until
-        then ``connect("azure", backend="local")`` gives the Azure lake with local workers.
+        The name of a registered backend (:func:`azhpc.backends.register_backend`):
+        ``"local"`` (worker processes), ``"debug"`` (every task in the calling thread, so
+        ``breakpoint()`` and pdb work inside tasks), ``"batch"`` (Azure Batch, or its emulator
+        on ``emulated``), or one a package registered. Default: ``"local"`` on the ``local``
+        profile, ``"batch"`` otherwise; ``connect("azure", backend="local")`` gives the Azure
+        lake with local workers.
     progress, progress_after
         See :class:`Session`.
     lake_root
@@ -306,6 +304,7 @@ def connect(
     [1, 2, 3]
     """
     from azhpc import config
+    from azhpc.backends.registry import backend_factory
 
     if unknown:
         defaults = config.Settings()
@@ -341,159 +340,46 @@ def connect(
                 f"azhpc.connect({settings.name!r}, backend='local') for the Azure lake with "
                 "tasks in local worker processes"
             )
-    if backend == "batch":
-        session = _connect_batch(settings, progress, progress_after, durable)
-        session.settings = settings
-        _make_default(session)
-        return session
-    from azhpc.backends import backend_class
-
-    cls = backend_class(backend)
-    if backend == "local":
-        instance = cls(workers=settings.workers, slots=settings.slots)
-    elif backend == "debug":
-        instance = cls()
-    else:
-        raise ConfigError(f"backend {backend!r} does not run on the {settings.profile!r} profile")
-    try:
-        lake = _open_lake(settings, _running_emulators(settings))
-    except BaseException:
-        instance.close()
-        raise
+    factory = backend_factory(backend)
     if durable is None:
         durable = settings.profile != "local"
-    store = None
-    if durable:
-        from azhpc.staging import JobStore
+    lake = _open_lake(settings)
+    try:
+        store = None
+        if durable:
+            from azhpc.staging import JobStore
 
-        store = JobStore(lake.filesystem(), lake.fs_path(JOBS_FOLDER))
+            store = JobStore(lake.filesystem(), lake.fs_path(JOBS_FOLDER))
+        instance = factory(settings, lake, store)
+    except BaseException:
+        lake.close()
+        raise
     session = Session(
-        settings.profile,
         instance,
-        progress=progress,
-        progress_after=progress_after,
+        settings=settings,
         lake=lake,
         store=store,
+        progress=progress,
+        progress_after=progress_after,
     )
-    session.settings = settings
     _make_default(session)
     return session
 
 
-#: The VM size of the emulated profile's own pool (any size of the price table would do).
-EMULATED_VM_SIZE = "Standard_D2s_v5"
-
-
-def _connect_batch(
-    settings: Any, progress: bool | None, progress_after: float, durable: bool | None
-) -> Session:
-    """A session whose tasks run on Azure Batch, or on the Batch emulator (``emulated``).
-
-    ``emulated`` starts Azurite and the Batch emulator (closed with the session) and gives the
-    session a pool of its own (``workers`` nodes, ``slots`` task slots each), created when the
-    first job needs it and deleted when the session closes. On ``azure`` jobs run on an
-    ``azhpc.Pool``.
-    """
-    import secrets
-
-    from azhpc.backends.batch import BatchBackend
-    from azhpc.backends.batch_account import BatchAccount
-    from azhpc.pools.lifecycle import BatchPool
-    from azhpc.pools.spec import PoolSpec
-    from azhpc.staging import JobStore
-
-    if settings.profile == "local":
-        raise ConfigError(
-            "the batch backend needs a lake Batch nodes can reach: connect to the 'emulated' "
-            "or 'azure' profile"
-        )
-    if durable is False:
-        raise ConfigError(
-            "Batch jobs always keep their inputs and outcomes in the lake (the nodes read and "
-            "write them there); leave durable= unset"
-        )
-    owned: list[Any] = []
-    running = _running_emulators(settings)
-    lake = _open_lake(settings, running)
-    try:
-        if settings.profile == "emulated":
-            from azhpc.config import Secret
-            from azhpc.emulator import BatchEmulator
-
-            if running is not None:
-                emulator = BatchEmulator.attach(
-                    running.batch_url, running.batch_account_name, running.batch_account_key
-                )
-            else:
-                emulator = BatchEmulator().start()
-                owned.append(emulator)
-            account = BatchAccount(
-                emulator.url,
-                emulator.account_name,
-                key=Secret(emulator.account_key),
-                emulator=emulator,
-                where="the emulator's own key",
-            )
-            spec = PoolSpec(
-                f"azhpc-session-{secrets.token_hex(3)}",
-                EMULATED_VM_SIZE,
-                nodes=settings.workers or 2,
-                task_slots_per_node=settings.slots,
-            )
-            pool: BatchPool | None = BatchPool(account, spec, show=progress)
-            poll_interval = 0.2
-        else:
-            account = BatchAccount(
-                settings.batch_url.rstrip("/"),
-                settings.batch_account_name
-                or settings.batch_url.split("//", 1)[-1].split(".", 1)[0],
-                key=settings.batch_account_key,
-                credential=settings.credential,
-                where=settings.where("batch_account_key"),
-            )
-            pool, poll_interval = None, 2.0
-        store = JobStore(lake.filesystem(), lake.fs_path(JOBS_FOLDER))
-        backend = BatchBackend(account, pool, lake, store, poll_interval=poll_interval)
-    except BaseException:
-        for closable in reversed(owned):
-            closable.close() if hasattr(closable, "close") else closable.stop()
-        lake.close()
-        raise
-    session = Session(
-        settings.profile,
-        backend,
-        progress=progress,
-        progress_after=progress_after,
-        lake=lake,
-        store=store,
-    )
-    session._owned.extend(owned)
-    session.batch_account = account
-    return session
-
-
-def _running_emulators(settings: Any) -> Any:
-    """The emulators ``azhpc emulator start`` runs, for the ``emulated`` profile (or ``None``:
-    the session starts its own)."""
-    if settings.profile != "emulated":
-        return None
-    from azhpc.emulator.state import discover
-
-    return discover()
-
-
-def _open_lake(settings: Any, running: Any = None) -> Any:
+def _open_lake(settings: Settings) -> Lake:
     """The profile's lake; ``emulated`` starts Azurite (owned by the lake) and its container,
-    or uses the one ``azhpc emulator start`` runs (``running``)."""
-    from azhpc.lake import Lake
+    or uses the one ``azhpc emulator start`` runs."""
+    from azhpc.lake.lake import Lake
 
     if settings.profile == "local":
         return Lake(settings)
     emulator = None
     owned = False
     if settings.profile == "emulated":
-        from azhpc.emulator import Azurite
+        from azhpc.emulator.azurite import Azurite
+        from azhpc.emulator.state import discover
 
+        running = discover()
         if running is not None:
             emulator = Azurite.attach(running.azurite_port)
         else:
@@ -516,30 +402,34 @@ def _make_default(session: Session) -> None:
         _default = session
 
 
-def current_session(pool: Session | None = None) -> Session:
-    """``pool`` if given, else the default session (opening a ``local`` one if there is none)."""
+def current_session(session: Session | None = None, *, pool: Session | None = None) -> Session:
+    """``session`` if given, else the default session (opening a ``local`` one if there is none).
+
+    ``pool=`` is the same argument under the name the scatter functions had first (and that
+    reads well when an :class:`azhpc.Pool` is passed); give one or the other.
+    """
     global _default
-    if pool is not None:
-        if not isinstance(pool, Session):
+    if session is not None and pool is not None and session is not pool:
+        raise ConfigError("give the session as session= or as pool=, not both")
+    chosen, keyword = (session, "session") if session is not None else (pool, "pool")
+    if chosen is not None:
+        if not isinstance(chosen, Session):
             raise ConfigError(
-                f"pool= takes an azhpc Session (from azhpc.connect()), got {type(pool).__name__}"
+                f"{keyword}= takes an azhpc Session (from azhpc.connect()) or an azhpc.Pool, "
+                f"got {type(chosen).__name__}"
             )
-        if pool.closed:
+        if chosen.closed:
             raise ConfigError("this session is closed; open a new one with azhpc.connect()")
-        return pool
+        return chosen
     with _default_lock:
-        session = _default
-    if session is None or session.closed:
-        session = connect()
-    return session
+        found = _default
+    if found is None or found.closed:
+        found = connect()
+    return found
 
 
-def _close_all() -> None:
-    for session in list(_open_sessions):
-        try:
-            session.close()
-        except Exception:  # at exit, one failing session must not keep the others open
-            pass
-
-
-atexit.register(_close_all)
+def default_session() -> Session | None:
+    """The default session if one is open, without opening one."""
+    with _default_lock:
+        found = _default
+    return None if found is None or found.closed else found

@@ -35,7 +35,8 @@ from azhpc.core.payload import Payload, decode, encode, payload_from_bytes, payl
 from azhpc.core.signing import KeyRing, check_mac_hex, mac_hex, seal, unseal
 from azhpc.core.spec import JobSpec, Placement, TaskSpec
 from azhpc.core.worker import encode_outcome
-from azhpc.errors import AzhpcError
+from azhpc.errors import AzhpcError, JobNotFoundError
+from azhpc.version import __version__
 
 if TYPE_CHECKING:
     from azhpc.core.job import JobEvents
@@ -48,10 +49,6 @@ logger = logging.getLogger("azhpc")
 MANIFEST_VERSION = 1
 #: Protocols whose uploads become visible only once complete (no rename needed).
 _OBJECT_STORES = frozenset({"abfs", "abfss", "az", "s3", "s3a", "gs", "gcs", "memory"})
-
-
-class JobNotFoundError(AzhpcError, LookupError):
-    """No durable job with that id is in this session's lake."""
 
 
 @dataclass(frozen=True)
@@ -202,8 +199,6 @@ class JobStore:
 
     def save_job(self, spec: JobSpec, gather: Callable[[list[Any]], Any]) -> JobManifest:
         """Store every payload of ``spec`` and its gather function, then the manifest."""
-        import azhpc
-
         digests = self._put_payloads([t.input for t in spec.tasks])
         tasks = tuple((t.task_id, t.index, d) for t, d in zip(spec.tasks, digests, strict=True))
         manifest = JobManifest(
@@ -215,7 +210,7 @@ class JobStore:
             shared=None if spec.shared is None else self.put_payload(spec.shared),
             retries=spec.retries,
             tasks=tasks,
-            azhpc_version=azhpc.__version__,
+            azhpc_version=__version__,
             python=".".join(map(str, sys.version_info[:3])),
             placement=None if spec.placement is None else spec.placement.to_json(),
         )
@@ -336,13 +331,16 @@ class PersistingEvents:
         self._store = store
         self._job_id = job_id
 
+    def task_preparing(self, task_id: str, *, node: str) -> None:
+        self._job.task_preparing(task_id, node=node)
+
     def task_running(self, task_id: str, *, node: str) -> None:
         self._job.task_running(task_id, node=node)
 
     def task_retrying(self, task_id: str, *, error: RemoteError, requeue: bool = False) -> None:
         self._job.task_retrying(task_id, error=error, requeue=requeue)
 
-    def task_completed(self, task_id: str, outcome: TaskOutcome, *, attempts: int = 1) -> None:
+    def task_completed(self, task_id: str, outcome: TaskOutcome) -> None:
         if outcome.ok:
             # Only successes are kept: attach() runs a failed task again.
             try:
@@ -356,4 +354,4 @@ class PersistingEvents:
                     self._job_id,
                     type(exc).__name__,
                 )
-        self._job.task_completed(task_id, outcome, attempts=attempts)
+        self._job.task_completed(task_id, outcome)

@@ -34,8 +34,8 @@ def main(tasks: int = 10_000, run_tasks: int | None = None) -> None:
     gather ``run_tasks`` tasks (default: the same job)."""
     run_tasks = tasks if run_tasks is None else run_tasks
     with azhpc.connect("emulated", progress=False) as session:
-        emulator = session.batch_account.emulator
-        client = session.batch_account.client()
+        emulator = session.backend.account.emulator
+        client = session.backend.account.client()
         with azhpc.Pool(
             "bench", "Standard_D2s_v5", nodes=2, task_slots_per_node=4, session=session
         ) as pool:

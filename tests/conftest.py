@@ -11,10 +11,16 @@ from pathlib import Path
 import pytest
 
 import azhpc
+from azhpc.backends import register_backend
 
 #: The backends every conformance test runs on ("batch": the Batch backend on the emulated
-#: profile, i.e. the real azure-batch SDK against azhpc's Batch emulator, with Azurite).
-BACKENDS = ("local", "debug", "batch")
+#: profile, i.e. the real azure-batch SDK against azhpc's Batch emulator, with Azurite;
+#: "threads": a backend registered from outside azhpc, as a user's package would, see
+#: tests/threads_backend.py).
+BACKENDS = ("local", "debug", "batch", "threads")
+
+# Registered by dotted path, the way a plug-in package would: imported on first use.
+register_backend("threads", "threads_backend:create_backend")
 
 
 def batch_available() -> bool:
@@ -22,7 +28,7 @@ def batch_available() -> bool:
     try:
         import azure.batch  # noqa: F401
 
-        from azhpc.emulator import find_azurite
+        from azhpc.emulator.azurite import find_azurite
 
         find_azurite()
     except Exception:
@@ -115,7 +121,7 @@ def communicate_or_kill(proc, timeout: float):
 def azure_profile_env(host: azhpc.Session) -> dict[str, str]:
     """The ``AZHPC_*`` settings that point an ``azure``-profile client (a subprocess) at an
     emulated session's Azurite and Batch emulator, as if they were an Azure account."""
-    batch = host.batch_account.emulator
+    batch = host.backend.account.emulator
     return {
         "AZHPC_CONNECTION_STRING": host.lake.storage_options()["connection_string"],
         "AZHPC_CONTAINER": host.lake.settings.container,

@@ -9,6 +9,8 @@ import pytest
 
 import azhpc
 
+azhpc.register_joblib_backend()
+
 
 def test_executor_submit_returns_futures(session):
     with azhpc.Executor(session) as ex:

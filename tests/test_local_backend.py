@@ -198,12 +198,12 @@ def test_workers_that_cannot_start_fail_jobs_clearly(tmp_path):
     broken = tmp_path / "python"
     broken.write_text("#!/bin/sh\necho 'no python here' >&2\nexit 3\n")
     broken.chmod(0o755)
-    from azhpc.backends.local import LocalBackend
+    from azhpc.backends.local.backend import LocalBackend
     from azhpc.session import Session
 
     backend = LocalBackend(workers=1, python=str(broken))
     with (
-        Session("local", backend, progress=False) as s,
+        Session(backend, progress=False) as s,
         pytest.raises(azhpc.TaskError, match="cannot start") as info,
     ):
         s.map(abs, [1])

@@ -79,11 +79,44 @@ def test_import_is_light_and_imports_no_azure_sdk():
     assert seconds < 0.5  # generous: measured ~0.01 s; benchmarks/ has the real figure
 
 
-def test_joblib_backend_registers_when_joblib_is_imported_after_azhpc():
+def test_joblib_backend_is_registered_explicitly_and_lazily():
     code = (
-        "import azhpc, joblib\n"
+        "import sys, azhpc\n"
+        "assert 'joblib' not in sys.modules\n"
+        "azhpc.register_joblib_backend()\n"
+        "import joblib\n"
         "with joblib.parallel_config(backend='azhpc'):\n"
         "    print(joblib.Parallel()(joblib.delayed(abs)(-i) for i in range(3)))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "[0, 1, 2]", done.stderr
+
+
+def test_registered_backend_is_built_by_connect_through_its_factory():
+    import sys
+
+    from azhpc.backends import available_backends
+
+    assert "threads" in available_backends()
+    assert "threads_backend" not in sys.modules or sys.modules["threads_backend"].created >= 0
+    with azhpc.connect(backend="threads", progress=False) as session:
+        import threads_backend
+
+        assert type(session.backend) is threads_backend.ThreadsBackend
+        before = threads_backend.created
+        assert session.map(abs, [-1, -2]) == [1, 2]
+    with azhpc.connect(backend="threads", progress=False):
+        assert threads_backend.created == before + 1
+
+
+def test_register_backend_refuses_a_taken_name_and_a_bad_factory():
+    from azhpc.backends import register_backend
+
+    with pytest.raises(azhpc.ConfigError, match="already registered"):
+        register_backend("local", "somewhere:else")
+    with pytest.raises(azhpc.ConfigError, match="module:function"):
+        register_backend("broken", "no_colon_here")
+    with pytest.raises(azhpc.ConfigError, match="factory"):
+        register_backend("broken", 42)
+    with pytest.raises(azhpc.ConfigError, match=r"unknown backend 'nope'.*register_backend"):
+        azhpc.connect(backend="nope")

@@ -13,7 +13,7 @@ import fsspec
 import pytest
 
 import azhpc
-from azhpc.backends.local import LocalBackend
+from azhpc.backends.local.backend import LocalBackend
 from azhpc.core.payload import encode
 from azhpc.core.signing import IntegrityError, KeyRing
 from azhpc.session import Session
@@ -49,7 +49,7 @@ def test_damaged_payload_is_refused(tmp_path):
 
 def test_durable_session_keeps_manifest_and_every_outcome(tmp_path):
     store = make_store(tmp_path)
-    with Session("local", LocalBackend(workers=2), progress=False, store=store) as session:
+    with Session(LocalBackend(workers=2), progress=False, store=store) as session:
         job = session.submit_map(lambda x: x * 3, range(10), chunksize=3)
         assert job.result(timeout=60) == [x * 3 for x in range(10)]
     manifest = store.load_manifest(job.job_id)
@@ -63,7 +63,7 @@ def test_durable_session_keeps_manifest_and_every_outcome(tmp_path):
 
 def test_unfinished_write_is_never_read_as_an_outcome(tmp_path):
     store = make_store(tmp_path)
-    with Session("local", LocalBackend(workers=1), progress=False, store=store) as session:
+    with Session(LocalBackend(workers=1), progress=False, store=store) as session:
         job = session.submit(abs, -4)
         job.result(timeout=60)
     folder = tmp_path / "jobs" / job.job_id / "outcomes"
@@ -76,7 +76,7 @@ def test_attach_needs_a_durable_session_and_a_known_job(tmp_path, local_session)
         azhpc.attach("azhpc-19990101-000000-000000", pool=local_session)
     store = make_store(tmp_path)
     with (
-        Session("local", LocalBackend(workers=1), progress=False, store=store) as session,
+        Session(LocalBackend(workers=1), progress=False, store=store) as session,
         pytest.raises(JobNotFoundError, match="no durable job"),
     ):
         azhpc.attach("azhpc-19990101-000000-000000", pool=session)
@@ -86,7 +86,7 @@ CLIENT = """
 import os, sys, threading
 from pathlib import Path
 import fsspec, azhpc
-from azhpc.backends.local import LocalBackend
+from azhpc.backends.local.backend import LocalBackend
 from azhpc.session import Session
 from azhpc.staging import JobStore
 
@@ -101,7 +101,7 @@ def work(x):
     return x * x
 
 store = JobStore(fsspec.filesystem("file"), lake)
-with Session("local", LocalBackend(workers=2), progress=False, store=store) as session:
+with Session(LocalBackend(workers=2), progress=False, store=store) as session:
 {body}
 """
 
@@ -180,7 +180,7 @@ def test_attach_after_the_client_was_killed_runs_only_unfinished_tasks(tmp_path)
 
 
 def _finished_job(tmp_path, store):
-    with Session("local", LocalBackend(workers=1), progress=False, store=store) as session:
+    with Session(LocalBackend(workers=1), progress=False, store=store) as session:
         job = session.submit_map(lambda x: -x, range(3), chunksize=1)
         job.result(timeout=60)
     return job.job_id

@@ -27,10 +27,18 @@ class Backend(ABC):
         The registry name (``"local"``, ``"debug"``, ``"batch"``).
     runs_in_caller
         Tasks run in the calling thread, during :meth:`submit` (a debugger can step into them).
+    stores_outcomes
+        The nodes write each task's outcome to the session's job store themselves, so the
+        session must not store it again.
+    remote_nodes
+        Tasks run on other machines: the user's own modules are pickled by value with the
+        function (they are not importable there).
     """
 
     name: ClassVar[str] = "abstract"
     runs_in_caller: ClassVar[bool] = False
+    stores_outcomes: ClassVar[bool] = False
+    remote_nodes: ClassVar[bool] = False
 
     @abstractmethod
     def submit(self, spec: JobSpec, events: JobEvents) -> None:

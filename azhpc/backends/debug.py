@@ -11,7 +11,7 @@ Payloads still go through cloudpickle, so what works here serializes on a real p
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from azhpc.backends.base import Backend
 from azhpc.core.payload import decode
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from azhpc.core.job import JobEvents
     from azhpc.core.spec import JobSpec
 
-__all__ = ["DebugBackend"]
+__all__ = ["DebugBackend", "create_backend"]
 
 
 class DebugBackend(Backend):
@@ -47,7 +47,7 @@ class DebugBackend(Backend):
                 # The return value must survive the trip back, as it must on a real pool.
                 outcome = decode(encode_outcome(outcome))
                 if outcome.ok or attempt > spec.retries:
-                    events.task_completed(task.task_id, outcome, attempts=attempt)
+                    events.task_completed(task.task_id, outcome)
                     break
                 assert outcome.error is not None
                 events.task_retrying(task.task_id, error=outcome.error)
@@ -55,3 +55,8 @@ class DebugBackend(Backend):
 
     def cancel(self, job_id: str) -> None:
         self._cancelled.add(job_id)
+
+
+def create_backend(settings: Any, lake: Any, store: Any) -> DebugBackend:
+    """The registry's factory: a debug backend runs on any profile and needs nothing."""
+    return DebugBackend()

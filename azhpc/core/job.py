@@ -29,13 +29,16 @@ __all__ = ["Job", "JobEvents", "Progress", "TaskInfo"]
 class JobEvents(Protocol):
     """What a backend tells a job about its tasks. Every method is safe to call from any thread."""
 
+    def task_preparing(self, task_id: str, *, node: str) -> None:
+        """The task was handed to ``node``, which is preparing to run it (downloading inputs)."""
+
     def task_running(self, task_id: str, *, node: str) -> None:
         """The task started on ``node``."""
 
     def task_retrying(self, task_id: str, *, error: RemoteError, requeue: bool = False) -> None:
         """The attempt failed (or, with ``requeue``, its node was lost); the task runs again."""
 
-    def task_completed(self, task_id: str, outcome: TaskOutcome, *, attempts: int = 1) -> None:
+    def task_completed(self, task_id: str, outcome: TaskOutcome) -> None:
         """The task finished for good, successfully or not."""
 
 
@@ -328,7 +331,7 @@ class Job(Future):
                 self._retried += 1
             self._move(record, TaskState.ACTIVE)
 
-    def task_completed(self, task_id: str, outcome: TaskOutcome, *, attempts: int = 1) -> None:
+    def task_completed(self, task_id: str, outcome: TaskOutcome) -> None:
         """The task finished for good; when it is the last one, the job's result is set."""
         with self._lock:
             record = self._by_id[task_id]

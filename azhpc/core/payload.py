@@ -23,6 +23,7 @@ import cloudpickle
 
 from azhpc.core.pickling import dumps
 from azhpc.errors import SerializationError
+from azhpc.version import PACKAGE_FOLDER
 
 __all__ = ["Payload", "decode", "encode"]
 
@@ -199,9 +200,7 @@ def _installed_roots() -> tuple[str, ...]:
 
     roots = {sysconfig.get_path(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")}
     roots |= {sys.prefix, sys.base_prefix, sys.exec_prefix}
-    import azhpc
-
-    roots.add(os.path.dirname(os.path.abspath(azhpc.__file__)))
+    roots.add(PACKAGE_FOLDER)
     return tuple(os.path.abspath(r) + os.sep for r in roots if r)
 
 

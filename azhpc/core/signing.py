@@ -16,15 +16,11 @@ import os
 import secrets
 from pathlib import Path
 
-from azhpc.errors import AzhpcError
+from azhpc.errors import IntegrityError
 
 __all__ = ["IntegrityError", "KeyRing", "seal", "unseal"]
 
 MAC_SIZE = 32
-
-
-class IntegrityError(AzhpcError):
-    """Stored job data failed its check: it changed after it was written, or has no key here."""
 
 
 def _mac(key: bytes, data: bytes) -> bytes:

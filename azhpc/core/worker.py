@@ -2,7 +2,7 @@
 
 :func:`run_task` is an ordinary function that tests call directly; the backends call it on
 their nodes. ``python -m azhpc.worker`` is a thin command-line wrapper around this module
-(:func:`run_files` for storage-staged tasks) and around the local backend's node loop.
+(:func:`run_batch_task` for a Batch task) and around the local backend's node loop.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 from azhpc.core.outcome import RemoteError, TaskOutcome
-from azhpc.core.payload import Payload, encode, read_payload_file, write_payload_file
+from azhpc.core.payload import Payload, encode
 from azhpc.core.states import TaskResult
 from azhpc.errors import SerializationError
 
-__all__ = ["BATCH_FILES", "encode_outcome", "run_batch_task", "run_files", "run_task"]
+__all__ = ["BATCH_FILES", "encode_outcome", "run_batch_task", "run_task"]
 
 #: The files of a Batch task in its working folder: inputs (ResourceFiles) and outcome.
 BATCH_FILES = {
@@ -123,26 +123,6 @@ def encode_outcome(outcome: TaskOutcome) -> Payload:
             seconds=outcome.seconds,
         )
         return encode(failure, what="the task's outcome")
-
-
-def run_files(function_path: str, input_path: str, outcome_path: str) -> int:
-    """Run one storage-staged task: read function and input payload files, write the outcome.
-
-    The outcome is written to a temporary name and renamed into place. Returns the process
-    exit code: 0 when the task succeeded, 1 when it failed (its outcome says why).
-    """
-    import os
-
-    from azhpc.core.payload import decode
-
-    function = decode(read_payload_file(function_path))
-    task_input = decode(read_payload_file(input_path))
-    outcome = run_task(function, task_input)
-    payload = encode_outcome(outcome)
-    tmp = f"{outcome_path}.partial-{os.getpid()}"
-    write_payload_file(tmp, payload)
-    os.replace(tmp, outcome_path)
-    return 0 if outcome.ok else 1
 
 
 def run_batch_task(working_dir: str = ".") -> int:

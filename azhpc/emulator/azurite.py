@@ -11,14 +11,13 @@ exit, or this process dying, even by SIGKILL), terminates Azurite and its whole 
 
 Examples
 --------
->>> from azhpc.emulator import Azurite
+>>> from azhpc.emulator.azurite import Azurite
 >>> with Azurite() as azurite:                      # doctest: +SKIP
 ...     fs = adlfs.AzureBlobFileSystem(connection_string=azurite.connection_string)
 """
 
 from __future__ import annotations
 
-import atexit
 import collections
 import http.client
 import os
@@ -30,10 +29,10 @@ import sys
 import tempfile
 import threading
 import time
-import weakref
 from pathlib import Path
 
-from azhpc.errors import AzhpcError
+from azhpc.core import at_exit
+from azhpc.errors import AzhpcError, AzuriteNotFoundError, AzuriteStartError
 
 __all__ = [
     "AZURITE_VERSION",
@@ -58,8 +57,6 @@ _DEV_ACCOUNT_KEY = (
 _LISTENING = re.compile(r"Blob service (?:is )?successfully listen(?:s|ing) (?:on|at) (\S+)")
 
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-_running: weakref.WeakSet[Azurite] = weakref.WeakSet()
 
 # Runs with ``python -I -S -c``: start Azurite (argv[1:]) and wait for stdin to close; then
 # terminate it and everything else in this process group. Also exits when Azurite does.
@@ -90,14 +87,6 @@ except BaseException:
 _reap_group()
 os._exit(0)
 """
-
-
-class AzuriteNotFoundError(AzhpcError, FileNotFoundError):
-    """Azurite is not installed where azhpc looks for it; the message says how to install it."""
-
-
-class AzuriteStartError(AzhpcError, RuntimeError):
-    """Azurite was found but did not start; the message holds the end of its output."""
 
 
 def find_azurite(executable: str | os.PathLike[str] | None = None) -> list[str]:
@@ -332,7 +321,7 @@ class Azurite:
                 target=self._read_output, name="azhpc-azurite-output", daemon=True
             )
             self._reader.start()
-            _running.add(self)
+            at_exit.release_at_exit(self, "stop")
         try:
             self._wait_until_ready()
         except BaseException:
@@ -387,7 +376,7 @@ class Azurite:
             process, self._process = self._process, None
             if process is None:
                 return
-            _running.discard(self)
+            at_exit.forget(self)
             try:
                 if process.stdin is not None:
                     process.stdin.close()  # the guard's cue: terminate Azurite and the group
@@ -413,14 +402,3 @@ class Azurite:
                 shutil.rmtree(self._workspace, ignore_errors=True)
                 self._workspace = None
             self.port = None
-
-
-def _stop_all() -> None:
-    for azurite in list(_running):
-        try:
-            azurite.stop()
-        except Exception:  # at exit, one failing emulator must not keep the others running
-            pass
-
-
-atexit.register(_stop_all)

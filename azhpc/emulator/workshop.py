@@ -16,18 +16,15 @@ import threading
 import time
 
 from azhpc.emulator.state import EmulatorState, discover, load, remove, save, state_path
-from azhpc.errors import AzhpcError
+from azhpc.errors import WorkshopEmulatorError
 
 __all__ = ["WorkshopEmulatorError", "serve", "start", "stop"]
 
 
-class WorkshopEmulatorError(AzhpcError, RuntimeError):
-    """The background emulators could not be started or stopped."""
-
-
 def serve() -> int:
     """Run Azurite and the Batch emulator in this process until SIGTERM or SIGINT."""
-    from azhpc.emulator import Azurite, BatchEmulator
+    from azhpc.emulator.azurite import Azurite
+    from azhpc.emulator.batch import BatchEmulator
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -25,7 +25,9 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMappin
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from azhpc import scatter as scatter_api
 from azhpc import splitting
+from azhpc.core.calls import RowRange, TakePartition
 from azhpc.errors import (
     ConfigError,
     TaskError,
@@ -34,6 +36,7 @@ from azhpc.errors import (
 )
 from azhpc.notebook.cellrun import CellResult, CellRunner
 from azhpc.notebook.cellvars import CellNames, analyze_cell, analyze_expression
+from azhpc.session import current_session
 
 if TYPE_CHECKING:
     from azhpc.core.job import Job
@@ -215,18 +218,31 @@ class _GatherScatter:
 # -- submitting ---------------------------------------------------------------------------
 
 
-def _partitions(data: Any, name: str, count: int, by: Sequence[Hashable] | None) -> list[Any]:
+def _scatter_plan(
+    runner: CellRunner, data: Any, name: str, count: int, by: Sequence[Hashable] | None
+) -> tuple[Callable[..., Any], Any, list[Any]]:
+    """How ``--scatter`` cuts ``data``: the task function, the input staged once, the pieces.
+
+    A frame or series is staged once for the whole job, as :func:`azhpc.map_partitions` does,
+    and each task takes its rows (a row range, or with ``--by`` the rows of its partition).
+    An array is cut into blocks along its first axis, as :func:`azhpc.map_blocks` does.
+    """
     numpy = sys.modules.get("numpy")
     pandas = sys.modules.get("pandas")
     if pandas is not None and isinstance(data, pandas.DataFrame | pandas.Series):
-        if by:
+        if by and len(data):
             columns = [_column(data, name, c) for c in by]
-            return splitting.split_by_key(data, columns if len(columns) > 1 else columns[0], count)
-        return splitting.split_rows(data, count)
+            codes, used = splitting.partition_codes(
+                data, columns if len(columns) > 1 else columns[0], count
+            )
+            return TakePartition(runner), (data, codes), used
+        for column in by or ():
+            _column(data, name, column)  # an empty frame still names a missing column
+        return RowRange(runner), data, splitting.row_bounds(data, count)
     if numpy is not None and isinstance(data, numpy.ndarray):
         if by:
             raise ConfigError(f"--by needs a DataFrame; {name} is a numpy array")
-        return splitting.split_blocks(data, count, 0)
+        return runner, None, splitting.split_blocks(data, count, 0)
     raise ConfigError(
         f"--scatter {name}: {name} is a {type(data).__name__}; it must be a pandas DataFrame "
         "or Series, or a numpy array (use --map for other collections)"
@@ -320,9 +336,6 @@ def submit_cell(
         Before anything runs.
     """
     __tracebackhide__ = True  # IPython: show the error, not these frames
-    from azhpc import scatter as scatter_api
-    from azhpc.session import current_session
-
     if map_name is not None and scatter is not None:
         raise ConfigError("--map and --scatter cannot be used together; choose one")
     if by and scatter is None:
@@ -353,10 +366,13 @@ def submit_cell(
                 names=(scatter,),
             )
         count = partitions if partitions is not None else 2 * session.total_slots
-        pieces = _partitions(namespace[scatter], scatter, count, by)
         runner = CellRunner(source, filename, shipped, bind=scatter, pull=tuple(out))
+        task, shared, pieces = _scatter_plan(runner, namespace[scatter], scatter, count, by)
         gather = _GatherScatter(tuple(out), values=not out and names.ends_with_expression)
         label = f"%%azrun --scatter {scatter}"
+        return scatter_api.run_pieces(
+            session, task, pieces, name=label, gather=gather, retries=retries, shared=shared
+        )
     else:
         pull = tuple(out) if out else names.assigns
         runner = CellRunner(source, filename, shipped, pull=pull, strict=bool(out))
@@ -388,9 +404,6 @@ def submit_expression(
         Before anything runs.
     """
     __tracebackhide__ = True  # IPython: show the error, not these frames
-    from azhpc import scatter as scatter_api
-    from azhpc.session import current_session
-
     source = source.strip()
     filename = filename or cell_filename(source)
     names = analyze_expression(source, filename)
@@ -406,9 +419,6 @@ def submit_expression(
 def _wait(job: Job, pool: Session | None) -> AzrunResult:
     """Wait showing progress; print what the tasks printed; raise their errors cleanly."""
     __tracebackhide__ = True  # IPython: show the error, not these frames
-    from azhpc import scatter as scatter_api
-    from azhpc.session import current_session
-
     try:
         return scatter_api.wait(job, current_session(pool))
     except TaskError as error:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from azhpc.errors import ConfigError
 
 if TYPE_CHECKING:
-    from azhpc.apps import NodeCommand
+    from azhpc.backends.batch.node_command import NodeCommand
     from azhpc.core.job import Job
     from azhpc.notebook.cellrun import CellResult, CellRunner
     from azhpc.session import Session
@@ -55,9 +55,9 @@ class MpiCell:
 
 def submit_mpi_cell(runner: CellRunner, ranks: int, pool: Session) -> Job:
     """Start ``runner`` as an mpi4py program with ``ranks`` ranks, one per node of ``pool``."""
-    from azhpc.apps import launch
+    from azhpc.backends.batch.apps import launch
+    from azhpc.backends.batch.pool import Pool
     from azhpc.notebook.azrun import _GatherPlain
-    from azhpc.pools.pool import Pool
 
     if isinstance(ranks, bool) or not isinstance(ranks, int) or ranks < 1:
         raise ConfigError(f"--mpi takes a number of ranks (nodes) >= 1, got {ranks!r}")

@@ -3,15 +3,15 @@ cost estimate. Pure Python: no Azure SDK import, no request (see ``docs/pools.md
 
 from __future__ import annotations
 
-from azhpc.pools.autoscale import Autoscale
-from azhpc.pools.catalog import PriceStatus, PriceTable, VmSize, price_table
-from azhpc.pools.errors import (
+from azhpc.errors import (
     EnvironmentMismatchError,
     PoolCostError,
     PoolSpecError,
     PoolSpecWarning,
     PoolStartError,
 )
+from azhpc.pools.autoscale import Autoscale
+from azhpc.pools.catalog import PriceStatus, PriceTable, VmSize, price_table
 from azhpc.pools.estimate import CostEstimate
 from azhpc.pools.spec import MAX_NODES_PER_POOL, ImageReference, PoolSpec
 

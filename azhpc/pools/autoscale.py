@@ -55,7 +55,7 @@ class Autoscale:
     idle_minutes: int | None = None
 
     def __post_init__(self) -> None:
-        from azhpc.pools.errors import PoolSpecError
+        from azhpc.errors import PoolSpecError
 
         def need(ok: bool, message: str) -> None:
             if not ok:
@@ -163,7 +163,7 @@ class Autoscale:
         PoolSpecError
             When one policy scales spot nodes and the other dedicated ones.
         """
-        from azhpc.pools.errors import PoolSpecError
+        from azhpc.errors import PoolSpecError
 
         if self.spot != other.spot:
             raise PoolSpecError(

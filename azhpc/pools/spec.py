@@ -1,7 +1,7 @@
 """``PoolSpec``: what a Batch pool should be, checked before any request is sent.
 
 A ``PoolSpec`` that exists is valid: every rule runs when it is built (see ``docs/pools.md``
-for the list), and a broken spec raises :class:`~azhpc.pools.errors.PoolSpecError` naming the
+for the list), and a broken spec raises :class:`~azhpc.errors.PoolSpecError` naming the
 field and the fix. Nothing here imports an Azure SDK or talks to Azure.
 """
 
@@ -15,9 +15,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from azhpc.errors import PoolCostError, PoolSpecError, PoolSpecWarning
 from azhpc.pools.autoscale import Autoscale
 from azhpc.pools.catalog import VmSize, price_table
-from azhpc.pools.errors import PoolCostError, PoolSpecError, PoolSpecWarning
 from azhpc.pools.estimate import CostEstimate, estimate_cost
 
 __all__ = ["MAX_NODES_PER_POOL", "ImageReference", "PoolSpec"]
@@ -248,21 +248,6 @@ class PoolSpec:
         elif isinstance(self.autoscale, str):
             notes.append("autoscale formula: node count unknown until Batch evaluates it")
         return estimate_cost(self.size, dedicated, spot, extra_notes=tuple(notes))
-
-    def to_batch_pool(
-        self, *, azhpc_requirement: str | None = None, node_python: str | None = None
-    ) -> dict[str, Any]:
-        """The Batch REST ``PoolAddParameter`` / SDK ``BatchPoolCreateOptions`` as a JSON-able
-        dict (camelCase keys). See :func:`azhpc.pools.batch_pool.to_batch_pool`."""
-        from azhpc.pools.batch_pool import to_batch_pool
-
-        return to_batch_pool(self, azhpc_requirement=azhpc_requirement, node_python=node_python)
-
-    def start_task_script(self, *, azhpc_requirement: str | None = None) -> str:
-        """The bash script the pool's start task runs on every node (readable form)."""
-        from azhpc.pools.batch_pool import start_task_script
-
-        return start_task_script(self, azhpc_requirement=azhpc_requirement)
 
 
 # -- construction helpers ------------------------------------------------------------------------

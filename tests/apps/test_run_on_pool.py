@@ -107,7 +107,7 @@ def test_a_failing_rank_fails_the_task_with_its_stderr(batch_session, tmp_path: 
 
 
 def test_a_start_task_failing_on_one_node_is_named_with_its_reason(batch_session) -> None:
-    emulator = batch_session.batch_account.emulator
+    emulator = batch_session.backend.account.emulator
     with azhpc.Pool("broken", "Standard_D2s_v5", nodes=3, session=batch_session) as pool:
         victim = sorted(pool.nodes())[1]
         emulator.fail_start_task(pool.pool_id, nodes=[victim])
@@ -125,7 +125,7 @@ def test_a_start_task_failing_on_one_node_is_named_with_its_reason(batch_session
 def test_mpi_is_refused_before_any_task_on_pools_that_cannot_run_it(batch_session) -> None:
     from azhpc.pools import PoolSpecError
 
-    counts = batch_session.batch_account.emulator
+    counts = batch_session.backend.account.emulator
     with azhpc.Pool("no-ib", "Standard_D2s_v5", nodes=2, session=batch_session) as pool:
         counts.reset_request_counts()
         with pytest.raises(PoolSpecError, match="inter_node_communication"):
@@ -140,7 +140,7 @@ def test_mpi_is_refused_before_any_task_on_pools_that_cannot_run_it(batch_sessio
 
 @needs_mpi
 def test_the_node_view_shows_sub_tasks_and_stdout_tails_live(batch_session, tmp_path: Path):
-    from azhpc.pools.nodeview import NodeView, format_html, format_text
+    from azhpc.backends.batch.nodeview import NodeView, format_html, format_text
     from tests.conftest import wait_until
 
     gate = tmp_path / "gate"
@@ -182,7 +182,7 @@ def test_a_pool_spec_gives_a_pool_for_the_run_which_is_deleted_after_it(batch_se
     from tests.conftest import wait_until
 
     _make_default(batch_session)
-    client = batch_session.batch_account.client()
+    client = batch_session.backend.account.client()
     spec = azhpc.PoolSpec("for-the-run", "Standard_D2s_v5", nodes=2)
     job = azhpc.run_on_pool("echo $AZ_BATCH_POOL_ID", pool=spec, progress=False)
     runs = job.result(timeout=120)
@@ -237,7 +237,7 @@ def test_attach_keeps_the_tasks_pinned_to_their_nodes(batch_session, tmp_path: P
     from tests.conftest import wait_until
 
     gate = tmp_path / "gate"
-    client = batch_session.batch_account.client()
+    client = batch_session.backend.account.client()
     with azhpc.Pool("pinned", "Standard_D2s_v5", nodes=2, session=batch_session) as pool:
         job = azhpc.run_on_pool(
             f"while [ ! -e {gate} ]; do sleep 0.05; done; echo $AZ_BATCH_NODE_ID",
@@ -261,7 +261,7 @@ def test_attach_keeps_the_tasks_pinned_to_their_nodes(batch_session, tmp_path: P
 def test_a_terminal_gets_a_line_per_node_change_not_per_output_line(
     batch_session, tmp_path: Path, capsys
 ) -> None:
-    from azhpc.pools.nodeview import NodeView, _Watcher
+    from azhpc.backends.batch.nodeview import NodeView, _Watcher
     from tests.conftest import wait_until
 
     first, second = tmp_path / "first", tmp_path / "second"

@@ -66,4 +66,4 @@ def test_attach_after_the_client_was_killed_runs_nothing_twice(tmp_path: Path) -
                 os.environ.pop(name, None)
         runs = [p.name.split("-")[0] for p in markers.iterdir()]
         assert sorted(map(int, runs)) == list(range(10)), "a task ran twice, or not at all"
-        assert [p.id for p in host.batch_account.client().list_pools()] == []
+        assert [p.id for p in host.backend.account.client().list_pools()] == []

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import azhpc
-from azhpc.backends.batch import PAGE_SIZE
+from azhpc.backends.batch.backend import PAGE_SIZE
 from tests.conftest import batch_available, wait_until
 
 pytestmark = pytest.mark.skipif(
@@ -30,12 +30,12 @@ def emulated() -> Any:
 
 @pytest.fixture
 def client(emulated: Any) -> Any:
-    return emulated.batch_account.client()
+    return emulated.backend.account.client()
 
 
 @pytest.fixture
 def emulator(emulated: Any) -> Any:
-    return emulated.batch_account.emulator
+    return emulated.backend.account.emulator
 
 
 def _pools(client: Any) -> list[str]:

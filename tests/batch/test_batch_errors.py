@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 import azhpc
-from azhpc.backends.batch_account import BatchAccount, BatchAuthError
+from azhpc.backends.batch.account import BatchAccount, BatchAuthError
+from azhpc.backends.batch.lifecycle import BatchPool
 from azhpc.config import Secret
+from azhpc.errors import EnvironmentMismatchError
 from azhpc.pools import PoolSpec, PoolSpecError
-from azhpc.pools.errors import EnvironmentMismatchError
-from azhpc.pools.lifecycle import BatchPool
 from tests.conftest import batch_available, wait_until
 
 pytestmark = pytest.mark.skipif(
@@ -28,7 +28,7 @@ def emulated() -> Any:
 
 
 def test_bad_pool_spec_is_refused_before_any_request(emulated):
-    emulator = emulated.batch_account.emulator
+    emulator = emulated.backend.account.emulator
     emulator.reset_request_counts()
     with pytest.raises(PoolSpecError, match="pool_id"):
         azhpc.Pool("no spaces allowed", "Standard_D2s_v5", nodes=1, session=emulated)
@@ -47,7 +47,7 @@ def test_bad_pool_spec_is_refused_before_any_request(emulated):
 
 
 def test_wrong_batch_key_is_an_auth_error_without_the_key(emulated):
-    emulator = emulated.batch_account.emulator
+    emulator = emulated.backend.account.emulator
     wrong = base64.b64encode(secrets.token_bytes(32)).decode()
     account = BatchAccount(emulator.url, emulator.account_name, key=Secret(wrong))
     pool = BatchPool(account, PoolSpec("never", "Standard_D2s_v5", nodes=1), show=False)
@@ -55,18 +55,19 @@ def test_wrong_batch_key_is_an_auth_error_without_the_key(emulated):
         pool.ensure()
     assert "refused the credentials" in str(caught.value)
     assert wrong not in str(caught.value) and wrong not in repr(account)
-    assert [p.id for p in emulated.batch_account.client().list_pools()] == []
+    assert [p.id for p in emulated.backend.account.client().list_pools()] == []
 
 
 def test_missing_azurite_is_a_clear_error_and_starts_nothing(monkeypatch, tmp_path):
-    from azhpc.emulator import AzuriteNotFoundError
-    from azhpc.emulator.batch import launcher
+    from azhpc.core import at_exit
+    from azhpc.emulator.batch import BatchEmulator
+    from azhpc.errors import AzuriteNotFoundError
 
     monkeypatch.setenv("AZHPC_AZURITE", str(tmp_path / "no-azurite-here"))
-    running_before = len(launcher._running)
+    running_before = len(at_exit.registered(BatchEmulator))
     with pytest.raises(AzuriteNotFoundError, match=r"npm ci|\./dev test"):
         azhpc.connect("emulated", progress=False)
-    assert len(launcher._running) == running_before
+    assert len(at_exit.registered(BatchEmulator)) == running_before
 
 
 def test_environment_mismatch_on_a_reused_pool_is_refused_before_submitting(emulated):
@@ -74,9 +75,9 @@ def test_environment_mismatch_on_a_reused_pool_is_refused_before_submitting(emul
     old azhpc) is refused with the fix, before any job is created."""
     from azure.batch import models
 
-    from azhpc.pools.batch_pool import start_task_command_line
+    from azhpc.backends.batch.pool_body import start_task_command_line
 
-    client = emulated.batch_account.client()
+    client = emulated.backend.account.client()
     record = '{"python": "3.8.10", "cloudpickle": "2.0.0", "azhpc": "0.0.1"}'
     script = (
         'mkdir -p "$AZ_BATCH_NODE_SHARED_DIR/azhpc" && '
@@ -95,7 +96,7 @@ def test_environment_mismatch_on_a_reused_pool_is_refused_before_submitting(emul
             }
         )
     )
-    emulator = emulated.batch_account.emulator
+    emulator = emulated.backend.account.emulator
     emulator.reset_request_counts()
     try:
         with azhpc.Pool("old-env", session=emulated) as pool:

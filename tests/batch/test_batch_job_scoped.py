@@ -22,7 +22,7 @@ def _scoped(client: Any, prefix: str) -> list[str]:
 
 
 def test_each_job_gets_its_own_pool_which_goes_with_the_job(batch_session):
-    client = batch_session.batch_account.client()
+    client = batch_session.backend.account.client()
     with azhpc.Pool(
         "scoped", "Standard_D2s_v5", nodes=2, job_scoped=True, session=batch_session
     ) as pool:
@@ -49,7 +49,7 @@ def test_closing_the_pool_mid_job_ends_the_job_and_its_pool(batch_session, tmp_p
             _time.sleep(0.05)
         return x
 
-    client = batch_session.batch_account.client()
+    client = batch_session.backend.account.client()
     with azhpc.Pool(
         "scopedstop", "Standard_D2s_v5", nodes=1, job_scoped=True, session=batch_session
     ) as pool:
@@ -94,7 +94,7 @@ def test_the_pool_of_a_killed_clients_job_is_deleted_when_the_job_ends(tmp_path:
     with azhpc.connect("emulated", workers=1, progress=False) as host:
         with azure_client(host, CLIENT, str(gate), cwd=tmp_path) as job_id:
             pass  # the client has submitted; it is killed here
-        sdk = host.batch_account.client()
+        sdk = host.backend.account.client()
         assert len(_scoped(sdk, "orphan")) == 1  # the client is gone; its job runs on
         gate.touch()
         wait_until(

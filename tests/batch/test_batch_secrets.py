@@ -28,7 +28,7 @@ def test_batch_session_shows_no_secret(caplog, capsys):
     caplog.set_level(logging.DEBUG)
     shown: list[str] = []
     with azhpc.connect("emulated", workers=1, progress=True, progress_after=0) as session:
-        account = session.batch_account
+        account = session.backend.account
         secrets = {
             "batch key": account.key.reveal(),
             "storage key": session.lake.storage_options()["connection_string"]

@@ -1,7 +1,8 @@
-"""The worker side: run_task as an ordinary function, the file-staged mode, payload files."""
+"""The worker side: run_task as an ordinary function, a Batch task from its files, payload files."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -9,9 +10,17 @@ import numpy as np
 import pandas as pd
 
 from azhpc.core.calls import ApplyEach
-from azhpc.core.payload import decode, encode, read_payload_file, write_payload_file
+from azhpc.core.payload import (
+    decode,
+    encode,
+    payload_from_bytes,
+    payload_to_bytes,
+    read_payload_file,
+    write_payload_file,
+)
+from azhpc.core.signing import unseal
 from azhpc.core.states import TaskResult
-from azhpc.core.worker import encode_outcome, run_task
+from azhpc.core.worker import BATCH_FILES, JOB_KEY_VARIABLE, encode_outcome, run_task
 
 
 def test_run_task_success_returns_value_and_output():
@@ -66,18 +75,24 @@ def test_payload_file_round_trip_maps_buffers_writable(tmp_path):
     assert again.loc[0, "b"] == df.loc[0, "b"]
 
 
-def test_worker_module_runs_file_staged_task(tmp_path):
-    fn, inp, out = (str(tmp_path / n) for n in ("fn", "in", "out"))
-    write_payload_file(fn, encode(ApplyEach(abs), out_of_band=False))
-    write_payload_file(inp, encode([-1, -2, 3]))
+def test_worker_module_runs_a_batch_task_in_its_working_folder(tmp_path):
+    key = os.urandom(32)
+    for name, payload in (
+        ("function", encode(ApplyEach(abs), out_of_band=False)),
+        ("input", encode([-1, -2, 3])),
+    ):
+        (tmp_path / BATCH_FILES[name]).write_bytes(payload_to_bytes(payload))
     done = subprocess.run(
-        [sys.executable, "-m", "azhpc.worker", "run", fn, inp, out],
+        [sys.executable, "-m", "azhpc.worker", "batch"],
+        cwd=tmp_path,
+        env={**os.environ, JOB_KEY_VARIABLE: key.hex()},
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    outcome = decode(read_payload_file(out))
+    sealed = (tmp_path / BATCH_FILES["outcome"]).read_bytes()
+    outcome = decode(payload_from_bytes(unseal(key, sealed, what="the outcome")))
     assert outcome.value == [1, 2, 3]
 
 

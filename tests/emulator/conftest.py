@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from azhpc.emulator import BatchEmulator
+from azhpc.emulator.batch import BatchEmulator
 
 pytest.importorskip("azure.batch")
 

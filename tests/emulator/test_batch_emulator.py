@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from azhpc.emulator import BatchEmulator
+from azhpc.emulator.batch import BatchEmulator
 from tests.conftest import wait_until
 
 models = pytest.importorskip("azure.batch.models")
@@ -24,7 +24,9 @@ def _all_completed(client: Any, job_id: str, total: int) -> Callable[[], bool]:
 
 
 def test_batch_emulator_import_is_lazy() -> None:
-    code = "import sys, azhpc.emulator; print(any('emulator.batch' in m for m in sys.modules))"
+    code = (
+        "import sys, azhpc.emulator.azurite; print(any('emulator.batch' in m for m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

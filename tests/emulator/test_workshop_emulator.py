@@ -53,7 +53,7 @@ def test_start_status_connect_and_stop(tmp_path: Path, monkeypatch: pytest.Monke
 
         # Two sessions, one after the other, share the lake and the Batch account.
         with azhpc.connect("emulated", workers=1, progress=False) as first:
-            emulator = first.batch_account.emulator
+            emulator = first.backend.account.emulator
             assert emulator.url == state["batch_url"]
             assert state["batch_account_key"] not in repr(emulator)
             assert first.map(abs, [-1, -2], chunksize=1) == [1, 2]

@@ -37,7 +37,7 @@ def azurite() -> Iterator[object]:
     """One Azurite for the run; skipped only when it is not installed and CI is not set."""
     if not azurite_installed() and not os.environ.get("CI"):
         pytest.skip("Azurite is not installed (run `npm ci` or ./dev test)")
-    from azhpc.emulator import Azurite
+    from azhpc.emulator.azurite import Azurite
 
     with Azurite() as running:
         yield running

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import process_exists, wait_until
 
-from azhpc.emulator import Azurite, AzuriteNotFoundError, find_azurite
+from azhpc.emulator.azurite import Azurite, AzuriteNotFoundError, find_azurite
 
 from .conftest import azurite_installed
 
@@ -59,7 +59,7 @@ def test_azurite_start_answers_and_stop_leaves_no_process():
 @needs_azurite
 def test_azurite_dies_with_its_owner_process():
     code = (
-        "import json, sys; from azhpc.emulator import Azurite; a = Azurite().start(); "
+        "import json, sys; from azhpc.emulator.azurite import Azurite; a = Azurite().start(); "
         "print(json.dumps([a.pid, a.port]), flush=True); sys.stdin.read()"
     )
     owner = subprocess.Popen(

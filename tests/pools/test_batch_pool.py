@@ -1,4 +1,4 @@
-"""PoolSpec.to_batch_pool(): the REST body, checked against the installed azure-batch models."""
+"""to_batch_pool(PoolSpec): the REST body, checked against the installed azure-batch models."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 
+from azhpc.backends.batch.pool_body import start_task_script, to_batch_pool
 from azhpc.pools import Autoscale, PoolSpec, PoolSpecError
 
 models = pytest.importorskip("azure.batch.models")
@@ -21,9 +22,9 @@ def decoded_script(body: dict) -> str:
 
 
 def test_to_batch_pool_fixed_size_builds_sdk_model() -> None:
-    body = PoolSpec(
-        "azhpc-p1", "Standard_D4s_v5", nodes=2, spot_nodes=3, task_slots_per_node=4
-    ).to_batch_pool()
+    body = to_batch_pool(
+        PoolSpec("azhpc-p1", "Standard_D4s_v5", nodes=2, spot_nodes=3, task_slots_per_node=4)
+    )
     pool = models.BatchPoolCreateOptions(body)
     assert pool.id == "azhpc-p1" and pool.vm_size == "Standard_D4s_v5"
     assert (pool.target_dedicated_nodes, pool.target_low_priority_nodes) == (2, 3)
@@ -45,19 +46,19 @@ def test_to_batch_pool_fixed_size_builds_sdk_model() -> None:
 
 def test_to_batch_pool_autoscale_builds_sdk_model() -> None:
     policy = Autoscale.follow_pending_tasks(max_nodes=10, slots_per_node=16, interval_minutes=10)
-    body = PoolSpec("p", "Standard_H16r", autoscale=policy, task_slots_per_node=16).to_batch_pool()
+    body = to_batch_pool(PoolSpec("p", "Standard_H16r", autoscale=policy, task_slots_per_node=16))
     assert "targetDedicatedNodes" not in body and "targetLowPriorityNodes" not in body
     pool = models.BatchPoolCreateOptions(body)
     assert pool.enable_auto_scale is True and pool.auto_scale_formula == policy.formula
     assert pool.auto_scale_evaluation_interval == datetime.timedelta(minutes=10)
-    raw = PoolSpec("p", "Standard_D2s_v5", autoscale="$TargetDedicatedNodes = 1;").to_batch_pool()
+    raw = to_batch_pool(PoolSpec("p", "Standard_D2s_v5", autoscale="$TargetDedicatedNodes = 1;"))
     assert raw["autoScaleEvaluationInterval"] == "PT5M"
 
 
 def test_to_batch_pool_mpi_rdma_pool() -> None:
-    body = PoolSpec(
-        "mpi", "Standard_HB120rs_v3", nodes=4, mpi=True, inter_node_communication=True
-    ).to_batch_pool()
+    body = to_batch_pool(
+        PoolSpec("mpi", "Standard_HB120rs_v3", nodes=4, mpi=True, inter_node_communication=True)
+    )
     pool = models.BatchPoolCreateOptions(body)
     assert pool.enable_inter_node_communication is True
     image = pool.virtual_machine_configuration.image_reference
@@ -67,9 +68,9 @@ def test_to_batch_pool_mpi_rdma_pool() -> None:
 
 
 def test_to_batch_pool_container_image() -> None:
-    body = PoolSpec(
-        "c", "Standard_D4s_v5", nodes=1, container_image="myacr.azurecr.io/app:1"
-    ).to_batch_pool()
+    body = to_batch_pool(
+        PoolSpec("c", "Standard_D4s_v5", nodes=1, container_image="myacr.azurecr.io/app:1")
+    )
     pool = models.BatchPoolCreateOptions(body)
     container = pool.virtual_machine_configuration.container_configuration
     assert container.type == "dockerCompatible"
@@ -80,9 +81,9 @@ def test_start_task_installs_python_azhpc_and_requirements(tmp_path) -> None:
     spec = PoolSpec(
         "p", "Standard_D4s_v5", nodes=1, python="3.12", requirements=["numpy>=1.26", "scikit-learn"]
     )
-    body = spec.to_batch_pool(azhpc_requirement="azhpc==9.9")
+    body = to_batch_pool(spec, azhpc_requirement="azhpc==9.9")
     script = decoded_script(body)
-    assert script == spec.start_task_script(azhpc_requirement="azhpc==9.9")
+    assert script == start_task_script(spec, azhpc_requirement="azhpc==9.9")
     assert 'uv" venv --python 3.12' in script
     assert "azhpc==9.9" in script and "'numpy>=1.26'" in script and "scikit-learn" in script
     assert "cloudpickle" in script and "environment.json" in script
@@ -100,7 +101,7 @@ def test_start_task_script_is_valid_bash(tmp_path, kind: str) -> None:
         requirements = tmp_path / kind
         requirements.write_text("name: x\ndependencies:\n  - numpy\n")
     spec = PoolSpec("p", "Standard_D4s_v5", nodes=1, requirements=requirements)
-    script = spec.start_task_script()
+    script = start_task_script(spec)
     subprocess.run(["bash", "-n"], input=script, text=True, check=True)
     if kind != "list":
         assert requirements.read_text().rstrip() in script
@@ -112,15 +113,15 @@ def test_start_task_installs_apt_packages_first_and_mpi_where_the_image_lacks_it
     from azhpc.pools import ImageReference
 
     plain = PoolSpec("p", "Standard_D4s_v5", nodes=2, apt_packages=["build-essential"])
-    script = plain.start_task_script()
+    script = start_task_script(plain)
     assert script.index("apt-get install") < script.index('uv" venv')
     assert "build-essential" in script and "openmpi" not in script and "mpi4py" not in script
     mpi = PoolSpec("m", "Standard_D4s_v5", nodes=2, mpi=True, inter_node_communication=True)
-    script = mpi.start_task_script()
+    script = start_task_script(mpi)
     assert "openmpi-bin libopenmpi-dev" in script and "'mpi4py>=4'" in script
     hpc = PoolSpec("h", "Standard_HB120rs_v3", nodes=2, mpi=True, inter_node_communication=True)
     assert hpc.image == ImageReference.ubuntu_hpc_2204()
-    script = hpc.start_task_script()
+    script = start_task_script(hpc)
     assert "apt-get" not in script and "'mpi4py>=4'" in script  # the HPC image has its MPI
     subprocess.run(["bash", "-n"], input=script, text=True, check=True)
     with pytest.raises(PoolSpecError, match="apt_packages"):

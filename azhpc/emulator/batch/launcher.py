@@ -4,7 +4,7 @@ Examples
 --------
 >>> from azure.batch import BatchClient                           # doctest: +SKIP
 >>> from azure.core.credentials import AzureNamedKeyCredential
->>> from azhpc.emulator import BatchEmulator
+>>> from azhpc.emulator.batch import BatchEmulator
 >>> with BatchEmulator() as batch:
 ...     client = BatchClient(batch.url, AzureNamedKeyCredential(batch.account_name,
 ...                                                             batch.account_key))
@@ -15,7 +15,6 @@ Examples
 
 from __future__ import annotations
 
-import atexit
 import base64
 import json
 import secrets
@@ -23,22 +22,16 @@ import shutil
 import tempfile
 import threading
 import urllib.request
-import weakref
 from pathlib import Path
 from typing import Any
 
-from azhpc.errors import AzhpcError
+from azhpc.core import at_exit
+from azhpc.errors import BatchEmulatorError
 
 __all__ = ["DEFAULT_ACCOUNT_NAME", "BatchEmulator", "BatchEmulatorError"]
 
 #: The emulated Batch account's default name.
 DEFAULT_ACCOUNT_NAME = "devbatch"
-
-_running: weakref.WeakSet[BatchEmulator] = weakref.WeakSet()
-
-
-class BatchEmulatorError(AzhpcError, RuntimeError):
-    """The emulator could not start, or a control request failed."""
 
 
 class BatchEmulator:
@@ -180,7 +173,7 @@ class BatchEmulator:
             )
             self._thread.start()
             self._server, self._engine = server, engine
-            _running.add(self)
+            at_exit.release_at_exit(self, "stop")
         return self
 
     def stop(self) -> None:
@@ -197,7 +190,7 @@ class BatchEmulator:
                 self._thread.join(timeout=5)
             if self._owns_root and self.root is not None:
                 shutil.rmtree(self.root, ignore_errors=True)
-            _running.discard(self)
+            at_exit.forget(self)
 
     # -- control API (fault injection, request counts) ------------------------------------------
 
@@ -266,9 +259,3 @@ class BatchEmulator:
     def reset_request_counts(self) -> None:
         """Forget the request counts."""
         self._control("DELETE", "requestcounts")
-
-
-@atexit.register
-def _stop_all() -> None:
-    for emulator in list(_running):
-        emulator.stop()

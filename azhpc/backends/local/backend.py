@@ -6,7 +6,7 @@ queued task, reads results as they arrive, retries failed tasks, and replaces a 
 through a command queue, so no state is shared between threads.
 
 Large inputs and results move through payload files in a shared-memory folder, mapped rather
-than copied (see :mod:`azhpc.backends.local_node`). Closing the backend stops every node;
+than copied (see :mod:`azhpc.backends.local.node`). Closing the backend stops every node;
 nodes also exit on their own when the client process dies.
 """
 
@@ -29,19 +29,19 @@ import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import azhpc
 from azhpc.backends.base import Backend
-from azhpc.backends.local_node import from_ref, to_ref, write_frame
+from azhpc.backends.local.node import from_ref, to_ref, write_frame
 from azhpc.core.outcome import RemoteError, TaskOutcome
 from azhpc.core.payload import decode
 from azhpc.core.states import TaskResult
 from azhpc.errors import ConfigError, SerializationError, WorkerLostError
+from azhpc.version import PACKAGE_FOLDER
 
 if TYPE_CHECKING:
     from azhpc.core.job import JobEvents
     from azhpc.core.spec import JobSpec
 
-__all__ = ["LocalBackend"]
+__all__ = ["LocalBackend", "create_backend"]
 
 #: After this many nodes in a row die before they are ready, stop starting new ones.
 STARTUP_FAILURES_LIMIT = 3
@@ -268,7 +268,7 @@ class LocalBackend(Backend):
         share = str(max(1, (os.cpu_count() or 1) // self.workers))
         for var in _THREAD_VARS:
             env.setdefault(var, share)
-        package_root = os.path.dirname(os.path.dirname(os.path.abspath(azhpc.__file__)))
+        package_root = os.path.dirname(PACKAGE_FOLDER)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (package_root, env.get("PYTHONPATH", "")) if p
         )
@@ -413,7 +413,7 @@ class LocalBackend(Backend):
         run.remaining -= 1
         if run.remaining <= 0:
             self._forget(run)
-        run.events.task_completed(task_id, outcome, attempts=run.attempts[task_id])
+        run.events.task_completed(task_id, outcome)
 
     def _forget(self, run: _JobRun) -> None:
         job_id = run.spec.job_id
@@ -543,6 +543,12 @@ class LocalBackend(Backend):
                     stream.close()
         self._nodes.clear()
         self._selector.close()
+
+
+def create_backend(settings: Any, lake: Any, store: Any) -> LocalBackend:
+    """The registry's factory: ``settings.workers`` processes (default: one per core) with
+    ``settings.slots`` task slots each. Runs on every profile (the lake is not its concern)."""
+    return LocalBackend(workers=settings.workers, slots=settings.slots)
 
 
 def _echo_stderr(node: _Node, chunk: bytes) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from azhpc.config import Secret
-from azhpc.errors import AzhpcError
+from azhpc.errors import AzhpcError, BatchAuthError, BatchError, BatchUnreachableError
 
 __all__ = [
     "BatchAccount",
@@ -25,22 +25,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-
-class BatchError(AzhpcError):
-    """The Batch service refused a request; ``code`` is Batch's error code."""
-
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class BatchAuthError(BatchError, PermissionError):
-    """The Batch service refused the account's key or credential (HTTP 401/403)."""
-
-
-class BatchUnreachableError(BatchError, ConnectionError):
-    """The Batch service could not be reached."""
 
 
 @dataclass

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 from azhpc.core.worker import BATCH_FILES
 
 if TYPE_CHECKING:
+    from azhpc.backends.batch.lifecycle import BatchPool
     from azhpc.core.spec import JobSpec, TaskSpec
     from azhpc.lake.sas import SasSigner
-    from azhpc.pools.lifecycle import BatchPool
     from azhpc.staging import JobManifest, JobStore
 
 __all__ = ["TASK_COMMAND", "TaskBodies"]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from azhpc.pools.autoscale import MIN_EVALUATION_MINUTES, Autoscale
+from azhpc.version import __version__
 
 if TYPE_CHECKING:
     from azhpc.pools.spec import PoolSpec
@@ -22,13 +23,9 @@ __all__ = ["ENVIRONMENT_RECORD", "start_task_command_line", "start_task_script",
 #: Where the start task records the node's Python, cloudpickle and azhpc versions (JSON), for
 #: the client's environment-parity check. Relative to ``$AZ_BATCH_NODE_SHARED_DIR``.
 ENVIRONMENT_RECORD = "azhpc/environment.json"
-#: The environment's interpreter on a node, relative to ``$AZ_BATCH_NODE_SHARED_DIR``.
-NODE_PYTHON = "azhpc/env/bin/python"
 
 
 def _default_azhpc_requirement() -> str:
-    from azhpc import __version__
-
     return f"azhpc=={__version__}"
 
 
@@ -187,8 +184,6 @@ def to_batch_pool(
     dict
         JSON-able; ``azure.batch.models.BatchPoolCreateOptions(result)`` builds the SDK model.
     """
-    from azhpc import __version__
-
     vm_config: dict[str, Any] = {
         "imageReference": spec.image.to_batch(),
         "nodeAgentSKUId": spec.image.node_agent_sku_id,

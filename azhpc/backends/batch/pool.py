@@ -5,17 +5,17 @@ one of that id), waits for its nodes while showing their states, checks that the
 the start task recorded matches this client, runs the block's jobs on it, and deletes the pool
 it created when the block ends, Ctrl-C included. Pools made outside a ``with`` block are
 deleted by :meth:`Pool.close`, and at interpreter exit (SIGTERM included). The lifecycle itself
-is :class:`~azhpc.pools.lifecycle.BatchPool`.
+is :class:`~azhpc.backends.batch.lifecycle.BatchPool`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from azhpc.backends.batch_account import BatchError
-from azhpc.errors import ConfigError
-from azhpc.pools.errors import EnvironmentMismatchError, PoolStartError
-from azhpc.pools.lifecycle import BatchPool
+from azhpc.backends.batch.account import BatchError
+from azhpc.backends.batch.backend import BatchBackend
+from azhpc.backends.batch.lifecycle import BatchPool
+from azhpc.errors import ConfigError, EnvironmentMismatchError, PoolStartError
 from azhpc.session import Session, current_session
 
 if TYPE_CHECKING:
@@ -77,8 +77,7 @@ class Pool(Session):
         from azhpc.pools.spec import PoolSpec
 
         parent = current_session(session)
-        account = getattr(parent, "batch_account", None)
-        if account is None:
+        if not isinstance(parent.backend, BatchBackend):
             raise ConfigError(
                 f"Batch pools need a Batch account, and the {parent.profile!r} session has none: "
                 "connect with azhpc.connect('emulated') (the local Batch emulator) or "
@@ -99,8 +98,7 @@ class Pool(Session):
                 )
         else:
             raise ConfigError(f"spec must be a PoolSpec or a pool id, got {type(spec).__name__}")
-        from azhpc.backends.batch import BatchBackend
-
+        account = parent.backend.account
         self.spec = pool_spec
         self.batch_pool = BatchPool(
             account,
@@ -116,26 +114,23 @@ class Pool(Session):
             self.batch_pool,
             parent.lake,
             parent.store,
-            poll_interval=parent.backend.poll_interval
-            if hasattr(parent.backend, "poll_interval")
-            else 1.0,
+            poll_interval=parent.backend.poll_interval,
         )
         super().__init__(
-            parent.profile,
             backend,
-            progress=progress if progress is not None else parent.progress,
-            progress_after=progress_after,
+            settings=parent.settings,
             lake=parent.lake,
             store=parent.store,
+            progress=progress if progress is not None else parent.progress,
+            progress_after=progress_after,
             owns_lake=False,
         )
-        self.batch_account = account
-        self.settings = getattr(parent, "settings", None)
+        self.backend: BatchBackend = backend
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return (
-            f"<azhpc.Pool {self.pool_id!r} account={self.batch_account.account_name!r} ({state})>"
+            f"<azhpc.Pool {self.pool_id!r} account={self.backend.account.account_name!r} ({state})>"
         )
 
     def __enter__(self) -> Pool:

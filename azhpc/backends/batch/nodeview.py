@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from azhpc.backends.batch.pool import Pool
     from azhpc.core.job import Job
-    from azhpc.pools.pool import Pool
 
 __all__ = ["NodeRow", "NodeView", "watch_nodes"]
 
@@ -207,5 +207,5 @@ def watch_nodes(pool: Pool, job: Job, *, enabled: bool | None) -> _Watcher | Non
 
         widget = ipywidgets.HTML()
         display(widget)
-    interval = REFRESH_EMULATED if pool.batch_account.emulated else REFRESH
+    interval = REFRESH_EMULATED if pool.backend.account.emulated else REFRESH
     return _Watcher(NodeView(pool, job), widget, interval)

@@ -27,30 +27,29 @@ import concurrent.futures
 import datetime as dt
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from azhpc.backends.base import Backend
-from azhpc.backends.batch_account import BatchAccount, BatchError, call_batch
-from azhpc.backends.batch_tasks import TaskBodies
+from azhpc.backends.batch.account import BatchAccount, BatchError, call_batch
+from azhpc.backends.batch.task_bodies import TaskBodies
 from azhpc.core.outcome import RemoteError, TaskOutcome
 from azhpc.core.states import TaskResult
 from azhpc.core.worker import JOB_KEY_VARIABLE
 from azhpc.errors import ConfigError, WorkerLostError
 
 if TYPE_CHECKING:
+    from azhpc.backends.batch.lifecycle import BatchPool
     from azhpc.core.job import JobEvents
     from azhpc.core.spec import JobSpec
     from azhpc.lake.lake import Lake
-    from azhpc.pools.lifecycle import BatchPool
     from azhpc.staging import JobStore
 
 __all__ = ["BatchBackend"]
 
 logger = logging.getLogger("azhpc")
 
-#: The most tasks one add-collection request may carry (the service's limit).
-TASKS_PER_REQUEST = 100
 #: Add-collection requests in flight at once.
 SUBMIT_CONCURRENCY = 8
 #: Tasks per page of a List Tasks request.
@@ -110,6 +109,9 @@ class BatchBackend(Backend):
     poll_interval
         Seconds between two polls of the service; ``None``: no polling thread (call
         :meth:`poll_once`).
+    owned
+        What the backend started for itself and stops after everything else at :meth:`close`
+        (the emulated profile's Batch emulator).
     """
 
     name: ClassVar[str] = "batch"
@@ -126,6 +128,7 @@ class BatchBackend(Backend):
         store: JobStore,
         *,
         poll_interval: float | None = 1.0,
+        owned: Sequence[Any] = (),
     ) -> None:
         from azhpc.lake.sas import SasSigner
 
@@ -134,6 +137,8 @@ class BatchBackend(Backend):
         self.lake = lake
         self.store = store
         self.poll_interval = poll_interval
+        #: What this backend started and stops last at close (the emulated profile's emulator).
+        self._owned = list(owned)
         self._signer = SasSigner(lake)
         self._bodies = TaskBodies(self._signer, store, pool)
         self._runs: dict[str, _Run] = {}
@@ -404,9 +409,8 @@ class BatchBackend(Backend):
         state = _enum(task.state)
         node = getattr(task.node_info, "node_id", None) if task.node_info else None
         if state in ("running", "preparing") and (seen.state != state or seen.node != node):
-            preparing = getattr(run.events, "task_preparing", None)
-            if state == "preparing" and preparing is not None:
-                preparing(task_id, node=node or "?")
+            if state == "preparing":
+                run.events.task_preparing(task_id, node=node or "?")
             else:
                 run.events.task_running(task_id, node=node or "?")
         seen.state, seen.node = state, node
@@ -448,7 +452,7 @@ class BatchBackend(Backend):
             if outcome is None:
                 outcome = self._lost(run, task_id, task)
             run.pending.discard(task_id)
-            run.events.task_completed(task_id, outcome, attempts=seen.retries + 1)
+            run.events.task_completed(task_id, outcome)
         if not run.pending:
             with self._lock:
                 self._runs.pop(run.spec.job_id, None)
@@ -519,6 +523,8 @@ class BatchBackend(Backend):
                 self.pool.release()
         finally:
             self._signer.close()
+            for resource in reversed(self._owned):
+                resource.stop()
 
 
 def _enum(value: Any) -> str:

@@ -18,11 +18,12 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from azhpc.errors import ConfigError
-from azhpc.pools.errors import EnvironmentMismatchError, PoolStartError
+from azhpc.backends.batch.pool_body import ENVIRONMENT_RECORD, to_batch_pool
+from azhpc.errors import ConfigError, EnvironmentMismatchError, PoolStartError
+from azhpc.version import __version__
 
 if TYPE_CHECKING:
-    from azhpc.backends.batch_account import BatchAccount
+    from azhpc.backends.batch.account import BatchAccount
     from azhpc.pools.estimate import CostEstimate
     from azhpc.pools.spec import PoolSpec
 
@@ -50,8 +51,6 @@ AUTO_POOL_PREFIX_LENGTH = 20
 def _client_environment() -> dict[str, str]:
     from importlib import metadata
 
-    import azhpc
-
     try:
         cloudpickle = metadata.version("cloudpickle")
     except metadata.PackageNotFoundError:
@@ -59,7 +58,7 @@ def _client_environment() -> dict[str, str]:
     return {
         "python": ".".join(map(str, sys.version_info[:2])),
         "cloudpickle": cloudpickle,
-        "azhpc": azhpc.__version__,
+        "azhpc": __version__,
     }
 
 
@@ -175,7 +174,7 @@ class BatchPool:
         return self._slots_per_node
 
     def _call(self, what: str, call: Any) -> Any:
-        from azhpc.backends.batch_account import call_batch
+        from azhpc.backends.batch.account import call_batch
 
         return call_batch(self.account, what, call)
 
@@ -203,8 +202,9 @@ class BatchPool:
         the auto pool Batch creates with the job."""
         if not self.job_scoped:
             return {"poolId": self.pool_id}
-        body = self.spec.to_batch_pool(  # type: ignore[union-attr]
-            node_python=sys.executable if self.account.emulated else None
+        body = to_batch_pool(
+            self.spec,  # type: ignore[arg-type]
+            node_python=sys.executable if self.account.emulated else None,
         )
         del body["id"]
         return {
@@ -265,8 +265,8 @@ class BatchPool:
                 f"{self.account.account_name!r}: give its VM size and node count to create it, "
                 f"e.g. azhpc.Pool({self.pool_id!r}, 'Standard_D2s_v5', nodes=2)"
             )
-        body = self.spec.to_batch_pool(
-            node_python=sys.executable if self.account.emulated else None
+        body = to_batch_pool(
+            self.spec, node_python=sys.executable if self.account.emulated else None
         )
         self._say(f"creating pool {self.pool_id!r}: {self.spec.estimate().summary_line()}")
         self._call(
@@ -431,8 +431,6 @@ class BatchPool:
             return f"(could not read why: {type(error).__name__})"
 
     def _read_environment(self, nodes: list[str]) -> dict[str, Any]:
-        from azhpc.pools.batch_pool import ENVIRONMENT_RECORD
-
         path = f"shared/{ENVIRONMENT_RECORD}"
         data = self._call(
             f"read {path} from node {nodes[0]!r}",

@@ -1,0 +1,211 @@
+"""What :func:`azhpc.run_on_pool` runs on a node: :class:`NodeCommand`, returning a
+:class:`NodeRun`.
+
+The command runs in the task's working folder (or, for MPI, under ``mpirun`` on the primary
+node) with the application's files unpacked and its requirements installed; its output
+streams to the task's ``stdout.txt``/``stderr.txt`` (live in the per-node view) and its end
+comes back, sealed, in the :class:`NodeRun`; a non-zero exit raises
+:class:`~azhpc.errors.CommandFailedError` with the end of its stderr. Unpickled on the nodes,
+so this module imports only what a node has.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from azhpc.errors import CommandFailedError
+
+__all__ = ["APP_FOLDER", "CommandFailedError", "NodeCommand", "NodeRun"]
+
+#: How much of a command's stdout and stderr comes back in a :class:`NodeRun` (the end).
+OUTPUT_TAIL = 64 * 1024
+#: The folder, in the task's working folder (or shared folder for MPI), holding the files.
+APP_FOLDER = "app"
+#: Batch's multi-instance variables, passed on to every MPI rank (``mpirun -x``).
+MPI_VARIABLES = (
+    "AZ_BATCH_HOST_LIST",
+    "AZ_BATCH_NODE_LIST",
+    "AZ_BATCH_MASTER_NODE",
+    "AZ_BATCH_TASK_SHARED_DIR",
+    "AZ_BATCH_JOB_ID",
+    "AZ_BATCH_TASK_ID",
+    "AZ_BATCH_POOL_ID",
+    "AZ_BATCH_ACCOUNT_NAME",
+    "PATH",
+    "PYTHONPATH",
+    "LD_LIBRARY_PATH",
+)
+
+
+@dataclass(frozen=True)
+class NodeRun:
+    """What a command did on one node (for MPI: on the primary node, all ranks' output).
+
+    Attributes
+    ----------
+    node
+        The node's id.
+    exit_code
+        The command's exit code (``mpirun``'s for MPI).
+    stdout, stderr
+        The end of what it printed (at most :data:`OUTPUT_TAIL` bytes each, decoded).
+    seconds
+        How long it ran.
+    ranks
+        MPI ranks (1 without MPI).
+    """
+
+    node: str
+    exit_code: int
+    stdout: str
+    stderr: str
+    seconds: float
+    ranks: int = 1
+
+    def __repr__(self) -> str:
+        last = self.stdout.rstrip().rsplit("\n", 1)[-1][:60]
+        ranks = f", {self.ranks} ranks" if self.ranks > 1 else ""
+        return (
+            f"NodeRun(node={self.node!r}, exit_code={self.exit_code}, {self.seconds:.1f} s"
+            f"{ranks}, stdout ends {last!r})"
+        )
+
+
+@dataclass(frozen=True)
+class NodeCommand:
+    """The function each ``run_on_pool`` task runs on its node (pickled by reference).
+
+    Attributes
+    ----------
+    command
+        A ``bash -c`` command line, run in the application folder.
+    ranks
+        MPI ranks across the multi-instance task's nodes (0: no MPI).
+    env
+        Extra environment variables.
+    requirements
+        A requirements file in the application folder, installed (``pip --target``) first.
+    """
+
+    command: str
+    ranks: int = 0
+    env: tuple[tuple[str, str], ...] = ()
+    requirements: str | None = None
+
+    def __call__(self, index: int) -> NodeRun:
+        from azhpc.core.spec import APP_ARCHIVE
+        from azhpc.core.worker import JOB_KEY_VARIABLE
+
+        node = os.environ.get("AZ_BATCH_NODE_ID", "local")
+        if self.ranks:
+            base = Path(os.environ.get("AZ_BATCH_TASK_SHARED_DIR", os.getcwd()))
+        else:
+            base = Path.cwd()
+        app = base / APP_FOLDER
+        archive = base / APP_ARCHIVE
+        if not app.is_dir():  # an MPI run's coordination command has unpacked it already
+            app.mkdir()
+            if archive.exists():
+                with tarfile.open(archive) as tar:
+                    tar.extractall(app, filter="data")
+        env = {k: v for k, v in os.environ.items() if k != JOB_KEY_VARIABLE}
+        env.update(dict(self.env))
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        if self.requirements:
+            target = app / ".azhpc-packages"
+            _run_checked(
+                [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                 "--target", str(target), "-r", str(app / self.requirements)],
+                cwd=app, env=env, what=f"pip install -r {self.requirements}", node=node,
+            )  # fmt: skip
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (str(target), env.get("PYTHONPATH", "")) if p
+            )
+        argv = ["/bin/bash", "-c", self.command]
+        if self.ranks:
+            argv = self._mpirun(app, env, node) + argv
+        started = time.monotonic()
+        code, out, err = _tee(argv, cwd=app, env=env)
+        seconds = time.monotonic() - started
+        if code != 0:
+            tail = err.strip()[-2000:] or "(nothing on stderr)"
+            raise CommandFailedError(
+                f"`{self.command}` exited with code {code} on node {node}"
+                + (f" ({self.ranks} MPI ranks)" if self.ranks else "")
+                + f"; its stderr ends:\n{tail}"
+            )
+        return NodeRun(node, code, out, err, seconds, ranks=max(self.ranks, 1))
+
+    def _mpirun(self, app: Path, env: dict[str, str], node: str) -> list[str]:
+        mpirun = shutil.which("mpirun", path=env.get("PATH"))
+        if mpirun is None:
+            raise CommandFailedError(
+                f"mpirun is not installed on node {node}: an MPI pool needs Open MPI (PoolSpec("
+                "..., mpi=True) installs it with the start task; on the emulator, ./dev test "
+                "installs Debian's openmpi-bin)"
+            )
+        hosts = env.get("AZ_BATCH_HOST_LIST") or ",".join(["127.0.0.1"] * self.ranks)
+        argv = [mpirun, "-np", str(self.ranks), "--host", hosts, "-wdir", str(app)]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            argv.append("--allow-run-as-root")  # containers and emulated nodes run as root
+        for name in (*MPI_VARIABLES, *dict(self.env)):
+            if name in env:
+                argv += ["-x", name]
+        return argv
+
+
+def _tee(argv: list[str], *, cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
+    """Run ``argv``; copy its stdout/stderr to this process's (the task's files) as they come,
+    and return the exit code and the end of each."""
+    process = subprocess.Popen(
+        argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    tails: dict[int, collections.deque[bytes]] = {1: collections.deque(), 2: collections.deque()}
+
+    def pump(stream: Any, fd: int) -> None:
+        kept = 0
+        tail = tails[fd]
+        for line in iter(stream.readline, b""):
+            os.write(fd, line)  # below sys.stdout: straight into the task's stdout.txt
+            tail.append(line)
+            kept += len(line)
+            while kept > OUTPUT_TAIL and len(tail) > 1:
+                kept -= len(tail.popleft())
+        stream.close()
+
+    threads = [
+        threading.Thread(target=pump, args=(process.stdout, 1), daemon=True),
+        threading.Thread(target=pump, args=(process.stderr, 2), daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    code = process.wait()
+    for thread in threads:
+        thread.join()
+    return (
+        code,
+        b"".join(tails[1]).decode(errors="replace"),
+        b"".join(tails[2]).decode(errors="replace"),
+    )
+
+
+def _run_checked(argv: list[str], *, cwd: Path, env: dict[str, str], what: str, node: str) -> None:
+    code, _, err = _tee(argv, cwd=cwd, env=env)
+    if code != 0:
+        raise CommandFailedError(
+            f"{what} failed with code {code} on node {node}; its stderr ends:\n{err[-2000:]}"
+        )
+
+
+# -- the client side -------------------------------------------------------------------------------
