@@ -366,7 +366,7 @@ def connect(
     if durable:
         from azhpc.staging import JobStore
 
-        store = JobStore(lake.filesystem(), lake.fs_path(JOBS_FOLDER))
+        store = JobStore(lake.filesystem(), JOBS_FOLDER)
     session = Session(
         settings.profile,
         instance,
@@ -452,7 +452,7 @@ def _connect_batch(
                 where=settings.where("batch_account_key"),
             )
             pool, poll_interval = None, 2.0
-        store = JobStore(lake.filesystem(), lake.fs_path(JOBS_FOLDER))
+        store = JobStore(lake.filesystem(), JOBS_FOLDER)
         backend = BatchBackend(account, pool, lake, store, poll_interval=poll_interval)
     except BaseException:
         for closable in reversed(owned):
