@@ -183,3 +183,14 @@ class LakeConformance:
         with pytest.raises(LakePathError, match="URL"):
             fs.exists("abfs://other/x")
         assert not fs.exists("/ok.txt")  # nothing of a refused batch was written
+
+    def test_lake_job_store_keeps_payloads_at_lake_paths(self, lake: Lake, tmp_path: Path):
+        from azhpc.core.payload import encode
+        from azhpc.core.signing import KeyRing
+        from azhpc.staging import JobStore
+
+        store = JobStore(lake.filesystem(), "/.azhpc", keys=KeyRing(tmp_path / "keys"))
+        digest = store.put_payload(encode([1, 2, 3]))
+        assert lake.ls("/.azhpc/payloads") == [f"/.azhpc/payloads/{digest}"]
+        assert store.load_payload(digest).digest() == digest
+        assert store.job_ids() == []

@@ -42,6 +42,11 @@ class TestLocalLake(LakeConformance):
         with pytest.raises(LakePathError):
             fs.local_path("/../outside.txt")
 
+    def test_local_job_store_commits_by_rename(self, lake: Lake):
+        from azhpc.staging import JobStore
+
+        assert JobStore(lake.filesystem(), "/.azhpc")._object_store is False
+
 
 class TestAzuriteLake(LakeConformance):
     @pytest.fixture
@@ -59,6 +64,11 @@ class TestAzuriteLake(LakeConformance):
         fs = lake.filesystem()
         assert type(fs.fs).__name__ == "AzureBlobFileSystem" and fs.path == container
         assert fs.local_path("/raw/x.csv") is None
+
+    def test_azurite_job_store_sees_an_object_store_under_the_root(self, lake: Lake):
+        from azhpc.staging import JobStore
+
+        assert JobStore(lake.filesystem(), "/.azhpc")._object_store is True  # one upload each
 
     def test_azurite_filesystem_wraps_the_adlfs_instance_pandas_gets(self, lake: Lake):
         import fsspec
