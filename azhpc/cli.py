@@ -92,8 +92,8 @@ def _emulator(action: str) -> int:
 def _usql_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from azhpc.usql import LocalLake, UsqlError, run
-    from azhpc.usql.lake import default_lake_root
+    from azhpc.config import resolve_settings
+    from azhpc.usql import UsqlError, run, script_lake
     from azhpc.usql.params import parse_params
 
     if args.parallelism < 1:
@@ -109,7 +109,7 @@ def _usql_run(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"azhpc usql run: {error}", file=sys.stderr)
         return 2
-    lake = LocalLake(args.lake_root or default_lake_root())
+    lake = script_lake(args.lake_root or resolve_settings("local").lake_root)
     session = None
     try:
         if args.parallelism > 1:
@@ -131,7 +131,7 @@ def _usql_run(args: argparse.Namespace) -> int:
         if session is not None:
             session.close()
     for path, rows in job.outputs.items():
-        print(f"{path}\t{rows} rows\t{lake.real(path)}")
+        print(f"{path}\t{rows} rows\t{lake.local_path(path)}")
     print(f"{job.state.value}/{job.outcome.value} in {job.progress.elapsed:.2f} s")
     return 0
 

@@ -349,7 +349,7 @@ def connect(
         if durable:
             from azhpc.staging import JobStore
 
-            store = JobStore(lake.filesystem(), lake.fs_path(JOBS_FOLDER))
+            store = JobStore(lake.filesystem(), JOBS_FOLDER)
         instance = factory(settings, lake, store)
     except BaseException:
         lake.close()

@@ -1,6 +1,7 @@
 """Durable jobs: payloads, a manifest and outcomes kept in a lake folder.
 
-A :class:`JobStore` keeps, under one folder of any fsspec filesystem (the session's lake)::
+A :class:`JobStore` keeps, under one folder of any fsspec filesystem (a session's: ``/.azhpc``
+in its lake's :class:`~azhpc.lake.RootedFileSystem`)::
 
     payloads/<sha256>                      content-addressed payloads: functions, inputs,
                                            shared inputs, gather functions (written once)
@@ -116,6 +117,16 @@ class JobManifest:
         )
 
 
+def _is_object_store(fs: Any) -> bool:
+    """Whether uploads to ``fs`` appear whole (an object store, perhaps under a ``dir`` root)."""
+    from fsspec.implementations.dirfs import DirFileSystem
+
+    while isinstance(fs, DirFileSystem):  # the lake's RootedFileSystem, for one
+        fs = fs.fs
+    protocols = fs.protocol if isinstance(fs.protocol, tuple | list) else (fs.protocol,)
+    return bool(_OBJECT_STORES & set(protocols))
+
+
 def _canonical(body: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
@@ -126,9 +137,10 @@ class JobStore:
     Parameters
     ----------
     fs
-        Any fsspec filesystem (a local folder, adlfs on Azurite or ADLS, ...).
+        Any fsspec filesystem; a session's is its lake's
+        :class:`~azhpc.lake.RootedFileSystem` (a folder, Azurite or ADLS, in lake paths).
     root
-        The folder for azhpc's jobs and payloads on ``fs``.
+        The folder for azhpc's jobs and payloads on ``fs`` (a session's: ``/.azhpc``).
     keys
         Where the per-job keys are kept on this machine (default: :class:`KeyRing`).
     """
@@ -137,8 +149,7 @@ class JobStore:
         self.fs = fs
         self.keys = keys or KeyRing()
         self.root = root.rstrip("/")
-        protocols = fs.protocol if isinstance(fs.protocol, tuple | list) else (fs.protocol,)
-        self._object_store = bool(_OBJECT_STORES & set(protocols))
+        self._object_store = _is_object_store(fs)
         self._manifests: dict[str, JobManifest] = {}
         self._stored: set[str] = set()  # digests known to be in the store
 

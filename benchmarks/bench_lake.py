@@ -115,7 +115,7 @@ def main() -> None:
             write()
             pd.testing.assert_frame_equal(read(), df)
         size = fs.size("bench/raw/frame.parquet")
-        assert size == lake.filesystem().size(lake.fs_path("/bench/frame.parquet"))
+        assert size == lake.filesystem().size("/bench/frame.parquet")
         print(
             f"frame: {len(df):,} rows x {df.shape[1]} columns (int64, 2 float64, 2 str), "
             f"{df.memory_usage(deep=True).sum() / 1e6:.0f} MB in memory; "

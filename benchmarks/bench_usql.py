@@ -190,7 +190,7 @@ COPY (
 
 
 def bench_query(repeat: int) -> dict[str, float]:
-    lake = usql.LocalLake(LAKE)
+    lake = usql.script_lake(LAKE)
     out = LAKE / "bench" / "out" / "duckdb.csv"
 
     def run_usql() -> None:
@@ -266,7 +266,7 @@ def bench_reducer(repeat: int) -> dict[str, float]:
     namespace: dict = {}
     exec(REDUCER, namespace)  # the same function, hand-applied
     fn = namespace["usqlml_main"]
-    lake = usql.LocalLake(LAKE)
+    lake = usql.script_lake(LAKE)
     out = LAKE / "bench" / "out" / "pandas-reduced.csv"
 
     def run_pandas() -> None:

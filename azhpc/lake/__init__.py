@@ -24,9 +24,8 @@ from azhpc.lake.lake import Lake, Rename, StorageOptions
 from azhpc.lake.paths import lake_path
 
 if TYPE_CHECKING:
-    from fsspec import AbstractFileSystem
-
     from azhpc.lake.progress import TransferCounter, TransferProgress
+    from azhpc.lake.rooted import RootedFileSystem
 
 __all__ = [
     "Lake",
@@ -35,6 +34,7 @@ __all__ = [
     "LakePathError",
     "LakeUnreachableError",
     "Rename",
+    "RootedFileSystem",
     "StorageOptions",
     "TransferCounter",
     "TransferProgress",
@@ -58,6 +58,10 @@ def __getattr__(name: str) -> Any:
         from azhpc.lake import progress
 
         return getattr(progress, name)
+    if name == "RootedFileSystem":
+        from azhpc.lake.rooted import RootedFileSystem
+
+        return RootedFileSystem
     raise AttributeError(f"module 'azhpc.lake' has no attribute {name!r}")
 
 
@@ -71,8 +75,8 @@ def current_lake() -> Lake:
     return lake
 
 
-def filesystem() -> AbstractFileSystem:
-    """The current lake's fsspec filesystem; see :meth:`Lake.filesystem`."""
+def filesystem() -> RootedFileSystem:
+    """The current lake as an fsspec filesystem of lake paths; see :meth:`Lake.filesystem`."""
     return current_lake().filesystem()
 
 

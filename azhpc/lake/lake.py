@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from azhpc.emulator.azurite import Azurite
     from azhpc.lake.progress import TransferCounter
+    from azhpc.lake.rooted import RootedFileSystem
 
 __all__ = ["Lake", "Rename", "StorageOptions"]
 
@@ -217,59 +218,56 @@ class Lake:
             options["anon"] = False  # adlfs then uses azure-identity's DefaultAzureCredential
         return options
 
-    def filesystem(self) -> AbstractFileSystem:
-        """The profile's fsspec filesystem.
+    def filesystem(self) -> RootedFileSystem:
+        """The lake as an fsspec filesystem whose paths are lake paths, on every profile.
 
         Returns
         -------
-        fsspec.AbstractFileSystem
-            ``local``: :class:`~azhpc.lake.local.LocalLakeFileSystem`, a folder whose paths are
-            lake paths (``fs.open("/raw/x.csv")``). ``emulated``/``azure``: adlfs's
-            ``AzureBlobFileSystem``, whose paths start with the container
-            (``fs.open("<container>/raw/x.csv")``; :meth:`fs_path` makes them).
+        RootedFileSystem
+            An fsspec ``DirFileSystem`` rooted at the lake: ``fs.open("/raw/x.csv")``,
+            ``fs.ls("/raw")`` gives ``["/raw/x.csv"]``, and ``..`` cannot climb out. It wraps
+            this machine's file system (``local``) or adlfs's ``AzureBlobFileSystem`` with the
+            container as the root (``emulated``/``azure``; the very instance pandas gets from
+            :meth:`storage_options`, reachable as ``fs.fs``).
 
         Raises
         ------
         ImportError
             adlfs is not installed (``pip install 'azhpc[azure]'``).
+        LakeError
+            The lake is closed.
         """
         if self._closed:
             raise LakeError(f"the {self.settings.name!r} lake is closed", profile=self.profile)
         if self._fs is None:
-            if self.is_local:
-                from azhpc.lake.local import LocalLakeFileSystem
+            from azhpc.lake.rooted import RootedFileSystem
 
-                self._fs = LocalLakeFileSystem(self.root)
-            else:
-                try:
-                    from adlfs import AzureBlobFileSystem
-                except ImportError as error:
-                    raise ImportError(
-                        f"the {self.profile} profile's lake needs adlfs: pip install 'azhpc[azure]'"
-                    ) from error
-                self._fs = self._call_sdk(lambda: AzureBlobFileSystem(**self.storage_options()))
+            self._fs = RootedFileSystem(self.root, fs=self._storage())
         return self._fs
 
-    def fs_path(self, path: str) -> str:
-        """A lake path in :meth:`filesystem`'s terms (``<container>/raw/x`` on blob storage)."""
+    def _storage(self) -> AbstractFileSystem | None:
+        """The filesystem under the root: ``None`` (this machine's) locally, else adlfs."""
         if self.is_local:
-            return lake_path(path)
-        rel = relative(path)
-        return f"{self.settings.container}/{rel}" if rel else self.settings.container
+            return None
+        try:
+            from adlfs import AzureBlobFileSystem
+        except ImportError as error:
+            raise ImportError(
+                f"the {self.profile} profile's lake needs adlfs: pip install 'azhpc[azure]'"
+            ) from error
+        return self._call_sdk(lambda: AzureBlobFileSystem(**self.storage_options()))
 
-    def _lake_path_of(self, fs_path: str) -> str:
-        name = fs_path.rstrip("/")
-        if not self.is_local:
-            prefix = self.settings.container
-            name = name[len(prefix) :] if name == prefix or name.startswith(prefix + "/") else name
-        return lake_path(name)
+    @property
+    def _blob(self) -> Any:
+        """adlfs's ``AzureBlobFileSystem`` under the lake (``emulated``/``azure``)."""
+        return self.filesystem().fs
 
     # -- helpers ----------------------------------------------------------------------------------
 
     @_translated
     def exists(self, path: str) -> bool:
         """Whether a file or folder exists at the lake path."""
-        return self.filesystem().exists(self.fs_path(path))
+        return self.filesystem().exists(path)
 
     @_translated
     def ls(self, path: str = "/", *, detail: bool = False) -> list[Any]:
@@ -281,17 +279,11 @@ class Lake:
             No such folder.
         """
         fs = self.filesystem()
-        entries = fs.ls(self.fs_path(path), detail=True)
-        if not entries and not fs.exists(self.fs_path(path)):
+        entries = fs.ls(path, detail=True)
+        if not entries and not fs.exists(path):
             raise FileNotFoundError(f"no such folder in the lake: {lake_path(path)}")
-        out = []
-        for entry in sorted(entries, key=lambda e: e["name"]):
-            name = self._lake_path_of(entry["name"])
-            if detail:
-                out.append({**entry, "name": name})
-            else:
-                out.append(name)
-        return out
+        entries = sorted(entries, key=lambda e: e["name"])
+        return entries if detail else [entry["name"] for entry in entries]
 
     @_translated
     def open(self, path: str, mode: str = "rb", **kwargs: Any) -> IO[Any]:
@@ -302,7 +294,7 @@ class Lake:
         FileNotFoundError
             Reading a file that does not exist.
         """
-        return self.filesystem().open(self.fs_path(path), mode, **kwargs)
+        return self.filesystem().open(path, mode, **kwargs)
 
     @_translated
     def rm(self, path: str, *, recursive: bool = False) -> None:
@@ -314,10 +306,9 @@ class Lake:
             Nothing at that path.
         """
         fs = self.filesystem()
-        target = self.fs_path(path)
-        if not fs.exists(target):
+        if not fs.exists(path):
             raise FileNotFoundError(f"no such file or folder in the lake: {lake_path(path)}")
-        fs.rm(target, recursive=recursive)
+        fs.rm(path, recursive=recursive)
         fs.invalidate_cache()
 
     @_translated
@@ -355,7 +346,7 @@ class Lake:
         source = os.fspath(local_path)
         if not os.path.exists(source):
             raise FileNotFoundError(f"no such local file or folder: {source}")
-        return self._transfer("put", source, self.fs_path(path), recursive, progress, path)
+        return self._transfer("put", source, lake_path(path), recursive, progress, path)
 
     @_translated
     def get(
@@ -375,11 +366,11 @@ class Lake:
         FileNotFoundError
             Nothing at the lake path.
         """
-        fs = self.filesystem()
-        source = self.fs_path(path)
-        if not fs.exists(source):
+        if not self.filesystem().exists(path):
             raise FileNotFoundError(f"no such file or folder in the lake: {lake_path(path)}")
-        return self._transfer("get", source, os.fspath(local_path), recursive, progress, path)
+        return self._transfer(
+            "get", lake_path(path), os.fspath(local_path), recursive, progress, path
+        )
 
     def _transfer(
         self, kind: str, source: str, target: str, recursive: bool, progress: bool | None,
@@ -456,8 +447,7 @@ class Lake:
         """
         if self.is_local:
             return
-        fs = self.filesystem()
-        client = fs.service_client.get_container_client(self.settings.container)
+        client = self._blob.service_client.get_container_client(self.settings.container)
         from azure.core.exceptions import ResourceNotFoundError
 
         try:
@@ -477,8 +467,7 @@ class Lake:
             return
         from azure.core.exceptions import ResourceExistsError
 
-        fs = self.filesystem()
-        client = fs.service_client.get_container_client(self.settings.container)
+        client = self._blob.service_client.get_container_client(self.settings.container)
         try:
             self._run(client.create_container)
         except ResourceExistsError:
@@ -488,7 +477,7 @@ class Lake:
         """Run an async SDK call on the filesystem's event loop and return its result."""
         from fsspec.asyn import sync
 
-        return sync(self.filesystem().loop, coroutine_function, *args, **kwargs)
+        return sync(self._blob.loop, coroutine_function, *args, **kwargs)
 
     def _call_sdk(self, make: Callable[[], Any]) -> Any:
         try:

@@ -49,10 +49,10 @@ def detect_hierarchical_namespace(lake: Lake) -> bool:
     SAS, for instance), the container is asked; if that fails too, the answer is no, so the
     blob fallback is used.
     """
-    fs = lake.filesystem()
+    service = lake.filesystem().fs.service_client
     askers = (
-        fs.service_client.get_account_information,
-        fs.service_client.get_container_client(lake.settings.container).get_account_information,
+        service.get_account_information,
+        service.get_container_client(lake.settings.container).get_account_information,
     )
     for ask in askers:
         try:
@@ -73,7 +73,7 @@ def rename(lake: Lake, source: str, target: str) -> Rename:
     if (lake_path(target) + "/").startswith(lake_path(source) + "/"):
         raise LakePathError(f"cannot move {lake_path(source)} into itself ({lake_path(target)})")
     fs = lake.filesystem()
-    src, dst = lake.fs_path(source), lake.fs_path(target)
+    src, dst = lake_path(source), lake_path(target)
     if not fs.exists(src):
         raise FileNotFoundError(f"no such file or folder in the lake: {lake_path(source)}")
     if fs.exists(dst):
@@ -96,6 +96,7 @@ def rename(lake: Lake, source: str, target: str) -> Rename:
 
 
 def _copy_then_delete(fs: Any, src: str, dst: str) -> None:
+    """Copy the lake path ``src`` (file or folder) to ``dst`` on the rooted ``fs``, then delete."""
     if fs.isdir(src):
         sources = [p for p in fs.find(src) if p.rstrip("/") != src]
         targets = [dst + p[len(src) :] for p in sources]
@@ -116,7 +117,7 @@ async def _dfs_rename(lake: Lake, source: str, target: str, is_dir: bool) -> Non
     if "connection_string" in options:
         client = DataLakeServiceClient.from_connection_string(options["connection_string"])
     else:
-        fs = lake.filesystem()
+        fs = lake.filesystem().fs
         credential = options.get("credential") or options.get("account_key")
         if credential is None and options.get("sas_token"):
             credential = options["sas_token"].lstrip("?")

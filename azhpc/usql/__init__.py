@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING
 
 from azhpc.usql.errors import ErrorCode, UsqlError
 from azhpc.usql.jobs import JobResult, JobState, StageEvent, StageProgress
-from azhpc.usql.lake import LakeFileSystem, LocalLake, install_samples, resolve_lake
-from azhpc.usql.session_jobs import StageStatus, UsqlJob, UsqlProgress, run, submit
+from azhpc.usql.samples import install_samples
+from azhpc.usql.session_jobs import StageStatus, UsqlJob, UsqlProgress, run, script_lake, submit
 
 if TYPE_CHECKING:
+    from azhpc.lake import Lake, RootedFileSystem
     from azhpc.usql.bound import BoundScript
     from azhpc.usql.executor import ExecutionResult
     from azhpc.usql.nodes import Script
@@ -43,8 +44,6 @@ __all__ = [
     "ErrorCode",
     "JobResult",
     "JobState",
-    "LakeFileSystem",
-    "LocalLake",
     "StageEvent",
     "StageProgress",
     "StageStatus",
@@ -54,9 +53,9 @@ __all__ = [
     "compile",
     "execute",
     "install_samples",
-    "resolve_lake",
     "run",
     "run_local",
+    "script_lake",
     "submit",
 ]
 
@@ -117,7 +116,7 @@ def compile(
 def execute(
     compiled: CompiledScript,
     *,
-    lake: LakeFileSystem,
+    lake: Lake | RootedFileSystem | str | os.PathLike[str],
     run_groups: RunGroups | None = None,
     progress: StageProgress | None = None,
     keep_connection: bool = False,
@@ -128,8 +127,9 @@ def execute(
     ----------
     compiled : CompiledScript
         From :func:`compile`.
-    lake : LakeFileSystem
-        Where script paths resolve (e.g. :class:`LocalLake`).
+    lake : Lake, RootedFileSystem, str or Path
+        Where script paths resolve: a :class:`~azhpc.lake.Lake`, its
+        :meth:`~azhpc.lake.Lake.filesystem`, or a local folder.
     run_groups : callable, optional
         ``run_groups(reducer, frames) -> list of frames``: how REDUCE groups are run. The
         reducer is picklable (cloudpickle or pickle); the default runs them in this process.
@@ -147,11 +147,12 @@ def execute(
     UsqlError
         On any run time failure (no OUTPUT file is written then).
     """
+    from azhpc.lake.rooted import rooted_filesystem
     from azhpc.usql.executor import execute_plan
 
     return execute_plan(
         compiled.plan,
-        lake,
+        rooted_filesystem(lake),
         run_groups=run_groups,
         progress=progress,
         keep_connection=keep_connection,
@@ -179,7 +180,7 @@ def run_local(
     compiled = compile(script, params=params, name=name, keep=keep)
     return execute(
         compiled,
-        lake=LocalLake(lake_root),
+        lake=lake_root,
         run_groups=run_groups,
         progress=progress,
         keep_connection=bool(keep),

@@ -21,7 +21,6 @@ from azhpc.usql import bound as b
 from azhpc.usql.errors import ErrorCode, Span, UsqlError
 from azhpc.usql.extract import EXTRACT_MARK, diagnose, extract_sql, list_files, virtual_value
 from azhpc.usql.jobs import StageEvent, StageProgress
-from azhpc.usql.lake import LakeFileSystem
 from azhpc.usql.output import output_sql, write_batches
 from azhpc.usql.planner import Plan, Step, StepKind
 from azhpc.usql.reducer import ReducerFailure, RunGroups, run_groups_in_process
@@ -30,6 +29,8 @@ from azhpc.usql.sqlgen import RUNTIME_MARK
 if TYPE_CHECKING:
     import duckdb
     import pandas as pd
+
+    from azhpc.lake.rooted import RootedFileSystem
 
 __all__ = ["ExecutionResult", "execute_plan"]
 
@@ -72,7 +73,7 @@ class ExecutionResult:
 
 
 class _Run:
-    def __init__(self, plan: Plan, lake: LakeFileSystem, run_groups, progress, scratch: str):
+    def __init__(self, plan: Plan, lake: RootedFileSystem, run_groups, progress, scratch: str):
         import duckdb
 
         self.plan = plan
@@ -267,7 +268,7 @@ class _Run:
 
 def execute_plan(
     plan: Plan,
-    lake: LakeFileSystem,
+    lake: RootedFileSystem,
     *,
     run_groups: RunGroups | None = None,
     progress: StageProgress | None = None,
@@ -278,8 +279,8 @@ def execute_plan(
     Parameters
     ----------
     plan : Plan
-    lake : LakeFileSystem
-        Where script paths resolve.
+    lake : RootedFileSystem
+        Where script paths resolve (a lake's :meth:`~azhpc.lake.Lake.filesystem`).
     run_groups : callable, optional
         ``run_groups(reducer, frames) -> frames``; default: a loop in this process.
     progress : StageProgress, optional

@@ -19,15 +19,19 @@ import codecs
 import csv
 import io
 import os
+import posixpath
 import re
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from azhpc.usql import bound as b
 from azhpc.usql.filesets import MatchedFile, parse_pattern
-from azhpc.usql.lake import LakeFileSystem, local_path
 from azhpc.usql.sqlgen import literal_sql, quote
 from azhpc.usql.types import DATETIME_FORMATS, Kind, UType, parse_csharp_datetime
+
+if TYPE_CHECKING:
+    from azhpc.lake.rooted import RootedFileSystem
 
 __all__ = [
     "EXTRACT_MARK",
@@ -35,6 +39,7 @@ __all__ = [
     "diagnose",
     "extract_sql",
     "list_files",
+    "local_copy",
     "virtual_value",
 ]
 
@@ -55,27 +60,39 @@ class ExtractFailure:
     column_count: bool = False
 
 
-def list_files(extract: b.BoundExtract, lake: LakeFileSystem) -> list[MatchedFile] | str:
+def list_files(extract: b.BoundExtract, lake: RootedFileSystem) -> list[MatchedFile] | str:
     """The files an EXTRACT reads with their virtual values, or a message naming a missing file."""
     files: list[MatchedFile] = []
     for fileset in extract.files:
         pattern = parse_pattern(fileset.pattern)
         if not pattern.is_fileset:
-            if not lake.exists(fileset.pattern):
+            if not lake.isfile(fileset.pattern):
                 return fileset.pattern
             files.append(MatchedFile(fileset.pattern, {}))
             continue
-        for path in lake.glob(pattern.glob):
+        found_files = lake.glob(pattern.glob, detail=True)
+        for path in sorted(p for p, info in found_files.items() if info["type"] == "file"):
             found = pattern.match(path)
             if found is not None:
                 files.append(found)
     return files
 
 
+def local_copy(lake: RootedFileSystem, path: str, scratch: str) -> str:
+    """A file on this machine with the bytes of lake file ``path``: the lake's own file on the
+    ``local`` profile (DuckDB reads it in place), else a copy in ``scratch``."""
+    found = lake.local_path(path)
+    if found is not None:
+        return found
+    target = os.path.join(scratch, f"{uuid.uuid4().hex}_{posixpath.basename(path)}")
+    lake.get_file(path, target)
+    return target
+
+
 def _local_files(files, lake, options: b.ExtractOptions, scratch: str) -> list[str]:
     paths = []
     for matched in files:
-        path = local_path(lake, matched.path, scratch)
+        path = local_copy(lake, matched.path, scratch)
         if options.encoding not in ("utf-8", "ascii"):
             target = os.path.join(scratch, f"{uuid.uuid4().hex}.utf8")
             with open(path, "rb") as raw:
@@ -108,7 +125,7 @@ def _convert(raw: str, utype: UType) -> str:
 def extract_sql(
     extract: b.BoundExtract,
     files: list[MatchedFile],
-    lake: LakeFileSystem,
+    lake: RootedFileSystem,
     scratch: str,
 ) -> str:
     """The SELECT that yields an EXTRACT's rowset (columns ``c0..``) from its files."""
@@ -227,7 +244,7 @@ def _rows(text: str, options: b.ExtractOptions):
 
 
 def diagnose(
-    extract: b.BoundExtract, files: list[MatchedFile], lake: LakeFileSystem
+    extract: b.BoundExtract, files: list[MatchedFile], lake: RootedFileSystem
 ) -> ExtractFailure | None:
     """Re-read an EXTRACT's files to find the first row that fails (error path only)."""
     options = extract.options

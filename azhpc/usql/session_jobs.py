@@ -7,8 +7,9 @@ It is a :class:`concurrent.futures.Future` of the run's
 :class:`~azhpc.usql.executor.ExecutionResult`; failures are :class:`UsqlError` objects in
 :attr:`UsqlJob.errors`, and ``result()`` raises the first.
 
-Paths in scripts resolve against the session's lake (:func:`resolve_lake`), so
-``/Samples/Data/SearchLog.tsv`` means the same on every profile. REDUCE groups run through
+Paths in scripts resolve against the session's lake, through its
+:meth:`~azhpc.lake.Lake.filesystem` (:func:`script_lake`), so ``/Samples/Data/SearchLog.tsv``
+means the same on every profile. REDUCE groups run through
 :class:`PoolRunGroups`: cut into ``parallelism`` contiguous batches, one task each, with the
 sorted input staged once for the whole job (``parallelism=1`` runs them in this process).
 """
@@ -25,17 +26,53 @@ from typing import TYPE_CHECKING, Any
 
 from azhpc.usql.errors import ErrorCode, UsqlError
 from azhpc.usql.jobs import JobResult, JobState, StageEvent, StageProgress
-from azhpc.usql.lake import LakeFileSystem, resolve_lake
 from azhpc.usql.pool import PoolRunGroups
 
 if TYPE_CHECKING:
+    import os
+
     import pandas as pd
 
     from azhpc.core.job import Job
+    from azhpc.lake import Lake, RootedFileSystem
     from azhpc.session import Session
     from azhpc.usql.executor import ExecutionResult
 
-__all__ = ["StageStatus", "UsqlJob", "UsqlProgress", "run", "submit"]
+__all__ = ["StageStatus", "UsqlJob", "UsqlProgress", "run", "script_lake", "submit"]
+
+
+def script_lake(
+    lake: Lake | RootedFileSystem | str | os.PathLike[str] | None = None,
+    pool: Session | None = None,
+) -> RootedFileSystem:
+    """The filesystem a script's lake paths resolve in.
+
+    Parameters
+    ----------
+    lake : Lake, RootedFileSystem, str or Path, optional
+        A :class:`~azhpc.lake.Lake` (its :meth:`~azhpc.lake.Lake.filesystem`), a
+        :class:`~azhpc.lake.RootedFileSystem`, or a local folder (the lake rooted there).
+    pool : Session, optional
+        When ``lake`` is not given: the session whose lake it is (default: the current one).
+        A session without a lake falls back to the ``local`` profile's folder
+        (``$AZHPC_LAKE_ROOT`` or ``~/.azhpc/lake``, from :mod:`azhpc.config`).
+
+    Returns
+    -------
+    RootedFileSystem
+    """
+    from azhpc.lake.rooted import RootedFileSystem, rooted_filesystem
+
+    if lake is not None:
+        return rooted_filesystem(lake)
+    from azhpc.session import current_session
+
+    session_lake = current_session(pool).lake
+    if session_lake is not None:
+        return session_lake.filesystem()
+    from azhpc.config import resolve_settings
+
+    return RootedFileSystem(resolve_settings("local").lake_root)
 
 
 # --------------------------------------------------------------------------- the job
@@ -176,7 +213,7 @@ class UsqlJob(Future):
         parallelism: int = 1,
         pool: Session | None = None,
         name: str | None = None,
-        lake: LakeFileSystem | None = None,
+        lake: Lake | RootedFileSystem | str | os.PathLike[str] | None = None,
         keep: Iterable[str] = (),
         progress: StageProgress | None = None,
     ) -> None:
@@ -376,7 +413,7 @@ class UsqlJob(Future):
                 from azhpc.session import current_session
 
                 session = current_session(self._pool)
-            lake = self._lake if self._lake is not None else resolve_lake(session)
+            lake = script_lake(self._lake, session)
             runner = None
             if session is not None:
                 runner = PoolRunGroups(
@@ -421,7 +458,7 @@ def submit(
     parallelism: int = 1,
     pool: Session | None = None,
     name: str | None = None,
-    lake: LakeFileSystem | None = None,
+    lake: Lake | RootedFileSystem | str | os.PathLike[str] | None = None,
     keep: Iterable[str] = (),
     progress: StageProgress | None = None,
 ) -> UsqlJob:
@@ -441,8 +478,9 @@ def submit(
         The session (default: the default one). Its lake is where paths resolve.
     name : str, optional
         The script's name in error positions (default ``script.usql``).
-    lake : LakeFileSystem, optional
-        Resolve paths here instead of in the session's lake (the CLI's ``--lake-root``).
+    lake : Lake, RootedFileSystem, str or Path, optional
+        Resolve paths here instead of in the session's lake: another lake, its filesystem, or
+        a local folder (the CLI's ``--lake-root``).
     keep : iterable of str
         Rowsets to keep for :meth:`UsqlJob.rowset` (``--show`` of ``%%usql``).
     progress : StageProgress, optional
@@ -480,7 +518,7 @@ def run(
     parallelism: int = 1,
     pool: Session | None = None,
     name: str | None = None,
-    lake: LakeFileSystem | None = None,
+    lake: Lake | RootedFileSystem | str | os.PathLike[str] | None = None,
     keep: Iterable[str] = (),
     progress: StageProgress | None = None,
 ) -> UsqlJob:

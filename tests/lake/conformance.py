@@ -135,14 +135,62 @@ class LakeConformance:
             lake.exists("abfs://other/x")
         assert lake.url("/raw/../raw/./x.csv") == lake.url("/raw/x.csv")
 
-    def test_lake_filesystem_is_fsspec_and_fs_path_addresses_it(self, lake: Lake):
+    def test_lake_filesystem_is_fsspec_and_takes_lake_paths(self, lake: Lake):
         import fsspec
 
         fs = lake.filesystem()
         assert isinstance(fs, fsspec.AbstractFileSystem)
         assert fs is lake.filesystem()
         write(lake, "/fs/x.txt", b"via lake")
-        assert fs.cat_file(lake.fs_path("/fs/x.txt")) == b"via lake"
+        assert fs.cat_file("/fs/x.txt") == b"via lake"
+        assert fs.cat_file("fs/./x.txt") == b"via lake"  # no leading slash, dots: same file
         # pandas' filesystem from url()+storage_options() sees the same files
         opened, path = fsspec.core.url_to_fs(lake.url("/fs/x.txt"), **lake.storage_options())
         assert opened.cat_file(path) == b"via lake"
+
+    def test_lake_filesystem_gives_back_lake_paths(self, lake: Lake):
+        fs = lake.filesystem()
+        fs.pipe_file("/raw/2024/01/x.csv", b"1")
+        fs.pipe_file("/raw/top.csv", b"22")
+        assert sorted(fs.ls("/raw", detail=False)) == ["/raw/2024", "/raw/top.csv"]
+        assert sorted(e["name"] for e in fs.ls("/raw", detail=True)) == [
+            "/raw/2024",
+            "/raw/top.csv",
+        ]
+        assert fs.glob("/raw/*.csv") == ["/raw/top.csv"]
+        assert fs.glob("/raw/*/*/*.csv") == ["/raw/2024/01/x.csv"]
+        assert fs.find("/raw") == ["/raw/2024/01/x.csv", "/raw/top.csv"]
+        assert sorted(fs.find("/raw", detail=True)) == ["/raw/2024/01/x.csv", "/raw/top.csv"]
+        assert fs.info("/raw/top.csv")["name"] == "/raw/top.csv"
+        assert fs.info("/raw/top.csv")["size"] == 2
+        assert "/raw" in fs.ls("/", detail=False)
+        fs.mv("/raw/top.csv", "/raw/moved.csv")
+        assert fs.cat_file("/raw/moved.csv") == b"22" and not fs.exists("/raw/top.csv")
+
+    def test_lake_filesystem_refuses_paths_out_of_the_root(self, lake: Lake):
+        fs = lake.filesystem()
+        for bad in ("/../secret.txt", "../x", "/raw/../../x"):
+            with pytest.raises(LakePathError, match="escapes"):
+                fs.cat_file(bad)
+            with pytest.raises(LakePathError, match="escapes"):
+                fs.open(bad, "wb")
+            with pytest.raises(LakePathError, match="escapes"):
+                fs.ls(bad)
+            with pytest.raises(LakePathError, match="escapes"):
+                fs.glob(bad + "/*")
+            with pytest.raises(LakePathError, match="escapes"):
+                fs.pipe({"/ok.txt": b"1", bad: b"2"})
+        with pytest.raises(LakePathError, match="URL"):
+            fs.exists("abfs://other/x")
+        assert not fs.exists("/ok.txt")  # nothing of a refused batch was written
+
+    def test_lake_job_store_keeps_payloads_at_lake_paths(self, lake: Lake, tmp_path: Path):
+        from azhpc.core.payload import encode
+        from azhpc.core.signing import KeyRing
+        from azhpc.staging import JobStore
+
+        store = JobStore(lake.filesystem(), "/.azhpc", keys=KeyRing(tmp_path / "keys"))
+        digest = store.put_payload(encode([1, 2, 3]))
+        assert lake.ls("/.azhpc/payloads") == [f"/.azhpc/payloads/{digest}"]
+        assert store.load_payload(digest).digest() == digest
+        assert store.job_ids() == []

@@ -37,6 +37,15 @@ class TestLocalLake(LakeConformance):
         with fs.open("/inside.txt", "wb") as f:  # lake paths map under the root
             f.write(b"in")
         assert (tmp_path / "lake" / "inside.txt").read_bytes() == b"in"
+        assert fs.local_path("/inside.txt") == str((tmp_path / "lake" / "inside.txt").resolve())
+        assert fs.local_path("/") == str((tmp_path / "lake").resolve())
+        with pytest.raises(LakePathError):
+            fs.local_path("/../outside.txt")
+
+    def test_local_job_store_commits_by_rename(self, lake: Lake):
+        from azhpc.staging import JobStore
+
+        assert JobStore(lake.filesystem(), "/.azhpc")._object_store is False
 
 
 class TestAzuriteLake(LakeConformance):
@@ -52,5 +61,19 @@ class TestAzuriteLake(LakeConformance):
     def test_azurite_url_is_abfs_in_the_container(self, lake: Lake):
         container = lake.settings.container
         assert lake.url("/raw/x.csv") == f"abfs://{container}/raw/x.csv"
-        assert lake.fs_path("/raw/x.csv") == f"{container}/raw/x.csv"
-        assert type(lake.filesystem()).__name__ == "AzureBlobFileSystem"
+        fs = lake.filesystem()
+        assert type(fs.fs).__name__ == "AzureBlobFileSystem" and fs.path == container
+        assert fs.local_path("/raw/x.csv") is None
+
+    def test_azurite_job_store_sees_an_object_store_under_the_root(self, lake: Lake):
+        from azhpc.staging import JobStore
+
+        assert JobStore(lake.filesystem(), "/.azhpc")._object_store is True  # one upload each
+
+    def test_azurite_filesystem_wraps_the_adlfs_instance_pandas_gets(self, lake: Lake):
+        import fsspec
+
+        opened, _ = fsspec.core.url_to_fs(lake.url("/x.csv"), **lake.storage_options())
+        assert opened is lake.filesystem().fs  # fsspec's cached instance: one client, one loop
+        lake.filesystem().pipe_file("/raw/x.csv", b"1")
+        assert opened.cat_file(f"{lake.settings.container}/raw/x.csv") == b"1"

@@ -103,7 +103,7 @@ def test_profiles_unreachable_account_raises_lake_unreachable_error():
         f"AccountKey={WRONG_KEY};BlobEndpoint={endpoint};"
     )
     lake = Lake(resolve_settings("azure", connection_string=cs))
-    lake.filesystem().service_client._config.retry_policy.total_retries = 0
+    lake.filesystem().fs.service_client._config.retry_policy.total_retries = 0
     with pytest.raises(LakeUnreachableError, match="could not be reached") as info:
         lake.check()
     assert WRONG_KEY not in str(info.value)

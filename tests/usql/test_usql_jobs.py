@@ -15,7 +15,8 @@ from pandas.testing import assert_frame_equal
 import azhpc
 import azhpc.lake
 import azhpc.usql as usql
-from azhpc.usql import ErrorCode, JobResult, JobState, LocalLake
+from azhpc.lake import RootedFileSystem
+from azhpc.usql import ErrorCode, JobResult, JobState
 
 MENTIONS = """REFERENCE ASSEMBLY [ExtPython];
 DECLARE @myScript = @"
@@ -62,7 +63,7 @@ def _mentions(lake: Path) -> pd.DataFrame:
 
 
 def test_run_succeeds_with_adla_states_outputs_and_stages(lake: Path) -> None:
-    job = usql.run(SIMPLE, lake=LocalLake(lake), name="regions.usql")
+    job = usql.run(SIMPLE, lake=RootedFileSystem(lake), name="regions.usql")
     assert (job.state, job.outcome) == (JobState.ENDED, JobResult.SUCCEEDED)
     assert job.done() and not job.cancelled() and job.errors == []
     assert job.outputs == {"/output/regions.csv": 7}
@@ -80,7 +81,7 @@ def test_run_succeeds_with_adla_states_outputs_and_stages(lake: Path) -> None:
 
 def test_compile_error_ends_failed_and_run_raises(lake: Path) -> None:
     bad = "@a = SELECT * FROM (VALUES (1)) AS T(a);\n@b = SELECT a\n   FRM @a;\n"
-    job = usql.submit(bad, lake=LocalLake(lake), name="bad.usql").wait(timeout=30)
+    job = usql.submit(bad, lake=lake, name="bad.usql").wait(timeout=30)
     assert (job.state, job.outcome) == (JobState.ENDED, JobResult.FAILED)
     (error,) = job.errors
     assert isinstance(error, azhpc.AzhpcError)
@@ -90,12 +91,12 @@ def test_compile_error_ends_failed_and_run_raises(lake: Path) -> None:
         job.result()
     assert info.value is error
     with pytest.raises(usql.UsqlError, match=r"^bad\.usql:3:4: E_CSC_USER_SYNTAXERROR"):
-        usql.run(bad, lake=LocalLake(lake), name="bad.usql")
+        usql.run(bad, lake=lake, name="bad.usql")
 
 
 def test_runtime_error_fails_the_job_and_writes_nothing(lake: Path) -> None:
     script = SIMPLE.replace("SearchLog.tsv", "Missing.tsv")
-    job = usql.submit(script, lake=LocalLake(lake)).wait(timeout=30)
+    job = usql.submit(script, lake=lake).wait(timeout=30)
     assert job.outcome is JobResult.FAILED
     assert job.errors[0].code is ErrorCode.FILE_NOT_FOUND
     assert job.stages[0].state == "failed"
@@ -118,7 +119,7 @@ def usqlml_main(df):
 @r = REDUCE @t ON k PRODUCE k string, v int USING new Extension.Python.Reducer(pyScript:@s);
 OUTPUT @r TO "/o.csv" USING Outputters.Csv();
 """
-    job = usql.submit(script, lake=LocalLake(lake))
+    job = usql.submit(script, lake=lake)
     assert gate.started.wait(30)
     assert job.state is JobState.RUNNING and job.progress.current == "@r"
     assert job.cancel() is True
@@ -131,11 +132,11 @@ OUTPUT @r TO "/o.csv" USING Outputters.Csv();
 
 
 def test_reduce_scattered_over_the_pool_equals_in_process(lake: Path, pool) -> None:
-    local = usql.run(MENTIONS, lake=LocalLake(lake), pool=pool)
+    local = usql.run(MENTIONS, lake=lake, pool=pool)
     in_process = _mentions(lake)
     assert set(in_process.pid) == {os.getpid()}
     assert local.stages[1].tasks_total == 0
-    job = usql.run(MENTIONS, lake=LocalLake(lake), pool=pool, parallelism=2)
+    job = usql.run(MENTIONS, lake=lake, pool=pool, parallelism=2)
     scattered = _mentions(lake)
     assert job.outputs == local.outputs == {"/output/mentions.csv": len(in_process)}
 
@@ -169,7 +170,7 @@ def usqlml_main(df):
 @r = REDUCE @t ON k PRODUCE k string USING new Extension.Python.Reducer(pyScript:@s);
 OUTPUT @r TO "/o.csv" USING Outputters.Csv();
 """
-    job = usql.submit(script, lake=LocalLake(lake), pool=pool, parallelism=2, name="job.usql")
+    job = usql.submit(script, lake=lake, pool=pool, parallelism=2, name="job.usql")
     (error,) = job.wait(timeout=60).errors
     assert job.outcome is JobResult.FAILED
     assert error.code is ErrorCode.PYTHON_EXCEPTION and "ZeroDivisionError" in error.message
@@ -181,20 +182,25 @@ OUTPUT @r TO "/o.csv" USING Outputters.Csv();
 
 def test_paths_resolve_in_the_session_lake(tmp_path: Path) -> None:
     with azhpc.connect(workers=2, progress=False, lake_root=str(tmp_path / "lake")) as session:
-        assert usql.resolve_lake(session).root == (tmp_path / "lake").resolve()
+        assert usql.script_lake(pool=session) is session.lake.filesystem()
+        assert usql.script_lake(pool=session).local_path("/") == str((tmp_path / "lake").resolve())
         written = usql.install_samples(pool=session)
         assert "/Samples/Data/SearchLog.tsv" in written
         assert "/Samples/Data/Tweets/saveenrTweets.csv" in written
         job = usql.run(SIMPLE, pool=session)
         assert azhpc.lake.exists("/output/regions.csv")  # the session's own lake
+        again = usql.run(SIMPLE.replace("/output/", "/again/"), lake=session.lake)  # a Lake
+        assert again.outputs["/again/regions.csv"] == 7
     assert (tmp_path / "lake" / "output" / "regions.csv").is_file()
     assert job.outputs["/output/regions.csv"] == 7
 
-    class FolderLake:  # what a local-profile session.lake looks like
-        is_local = True
-        root = str(tmp_path / "other")
-
-    assert usql.resolve_lake(types.SimpleNamespace(lake=FolderLake())).root == Path(FolderLake.root)
+    other = tmp_path / "other"  # a folder is the lake rooted there, as is a RootedFileSystem
+    assert usql.script_lake(str(other)).local_path("/x.csv") == str(other.resolve() / "x.csv")
+    assert usql.script_lake(other).local_path("/") == str(other.resolve())
+    rooted = RootedFileSystem(other)
+    assert usql.script_lake(rooted) is rooted
+    with pytest.raises(TypeError, match="Lake"):
+        usql.script_lake(types.SimpleNamespace(root=str(other)))
 
 
 def test_parallelism_must_be_positive() -> None:

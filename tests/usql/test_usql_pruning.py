@@ -7,15 +7,18 @@ from pathlib import Path
 import pytest
 
 import azhpc.usql as usql
-from azhpc.usql import ErrorCode, LocalLake
+from azhpc.lake import RootedFileSystem
+from azhpc.usql import ErrorCode
 
 EXTRACT = """@r = EXTRACT x int, y int, date DateTime, name string
     FROM "/logs/{date:yyyy}/{date:MM}/{date:dd}/{name}.csv" USING Extractors.Csv();
 """
 
 
-class CountingLake(LocalLake):
+class CountingLake(RootedFileSystem):
     """A local lake that records every file opened for reading."""
+
+    cachable = False  # each instance counts its own reads
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
@@ -25,10 +28,10 @@ class CountingLake(LocalLake):
         self.opened.append(path)
         return super().local_path(path)
 
-    def open(self, path: str, mode: str = "rb"):
+    def open(self, path: str, mode: str = "rb", **kwargs):
         if "r" in mode:
             self.opened.append(path)
-        return super().open(path, mode)
+        return super().open(path, mode, **kwargs)
 
 
 @pytest.fixture

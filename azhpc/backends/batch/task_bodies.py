@@ -131,5 +131,4 @@ class TaskBodies:
 
     def blob_name(self, fs_path: str) -> str:
         """A path of the lake's filesystem as a blob name in its container."""
-        container = self.signer.container
-        return fs_path[len(container) + 1 :] if fs_path.startswith(container + "/") else fs_path
+        return fs_path.lstrip("/")  # a lake path without its leading / is a blob name
