@@ -125,13 +125,15 @@ def register_joblib_backend(name: str = "azhpc", *, make_default: bool = False) 
     make_default
         Make it joblib's default backend.
     """
-    from azhpc.joblib_backend import register  # imports joblib: only when asked for
+    # lazy: imports joblib (and numpy), only when asked for
+    from azhpc.joblib_backend import register
 
     register(name, make_default=make_default)
 
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext azhpc``: register the ``%%azrun`` and ``%azrun`` magics."""
+    # lazy: imports IPython; `import azhpc` stays light
     from azhpc.notebook import load_ipython_extension as load
 
     load(ipython)

@@ -5,6 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+import azhpc
+from azhpc import quickstart
+from azhpc.config import resolve_settings
+from azhpc.emulator import workshop
+from azhpc.emulator.state import discover, state_path
+from azhpc.errors import AzhpcError
+from azhpc.usql import UsqlError, run, script_lake
+from azhpc.usql.params import parse_params
+
 __all__ = ["main"]
 
 
@@ -61,8 +70,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _emulator(action: str) -> int:
-    from azhpc.emulator import workshop
-    from azhpc.emulator.state import discover, state_path
 
     try:
         if action == "start":
@@ -92,10 +99,6 @@ def _emulator(action: str) -> int:
 def _usql_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from azhpc.config import resolve_settings
-    from azhpc.usql import UsqlError, run, script_lake
-    from azhpc.usql.params import parse_params
-
     if args.parallelism < 1:
         print("azhpc usql run: --parallelism takes a whole number >= 1", file=sys.stderr)
         return 2
@@ -113,8 +116,6 @@ def _usql_run(args: argparse.Namespace) -> int:
     session = None
     try:
         if args.parallelism > 1:
-            import azhpc
-
             session = azhpc.connect(workers=args.parallelism, progress=False)
         job = run(
             text,
@@ -140,16 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     args = _parser().parse_args(argv)
     if args.version:
-        import azhpc
-
         print(azhpc.__version__)
         return 0
     if args.command == "quickstart":
-        from azhpc.errors import AzhpcError
-        from azhpc.quickstart import run
-
         try:
-            return run(workers=args.workers, rows=args.rows)
+            return quickstart.run(workers=args.workers, rows=args.rows)
         except AzhpcError as error:
             print(f"azhpc: {error}", file=sys.stderr)
             return 1

@@ -11,6 +11,10 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from azhpc.errors import TaskError
+from azhpc.session import connect
+from azhpc.version import __version__
+
 __all__ = ["run"]
 
 
@@ -49,10 +53,6 @@ def run(*, workers: int | None = None, rows: int = 1_000_000, out: TextIO | None
 
     import numpy as np
     import pandas as pd
-
-    from azhpc.errors import TaskError
-    from azhpc.session import connect
-    from azhpc.version import __version__
 
     out = out or sys.stdout
 

@@ -15,9 +15,16 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from azhpc import scatter
+from azhpc import config, scatter
+from azhpc.backends.registry import backend_factory
+from azhpc.config import Settings
 from azhpc.core import at_exit
+from azhpc.core.job import Job
+from azhpc.emulator.azurite import Azurite
+from azhpc.emulator.state import discover
 from azhpc.errors import ConfigError
+from azhpc.lake.lake import Lake
+from azhpc.staging import JobStore, PersistingEvents
 
 if TYPE_CHECKING:
     from azhpc.backends.base import Backend
@@ -80,7 +87,6 @@ class Session:
         progress_after: float = 1.0,
         owns_lake: bool = True,
     ) -> None:
-        from azhpc.config import Settings
 
         self.settings = settings if settings is not None else Settings()
         self.backend = backend
@@ -140,7 +146,6 @@ class Session:
 
     def run_job(self, spec: JobSpec, gather: Callable[[list[Any]], Any]) -> Job:
         """Hand a job to the backend and return its :class:`~azhpc.core.job.Job`."""
-        from azhpc.core.job import Job
 
         if self._closed:
             raise ConfigError("this session is closed; open a new one with azhpc.connect()")
@@ -152,8 +157,6 @@ class Session:
             self.store.save_job(spec, gather)
             self.backend.submit(spec, job)
         else:
-            from azhpc.staging import PersistingEvents
-
             self.store.save_job(spec, gather)
             self.backend.submit(spec, PersistingEvents(job, self.store, spec.job_id))
         self._record_cost_rate(job)
@@ -175,8 +178,6 @@ class Session:
 
         Used by :func:`azhpc.attach`; ``spec`` names every task of the job.
         """
-        from azhpc.core.job import Job
-        from azhpc.staging import PersistingEvents
 
         if self._closed:
             raise ConfigError("this session is closed; open a new one with azhpc.connect()")
@@ -303,8 +304,6 @@ def connect(
     ...     session.map(abs, [-1, -2, 3])
     [1, 2, 3]
     """
-    from azhpc import config
-    from azhpc.backends.registry import backend_factory
 
     if unknown:
         defaults = config.Settings()
@@ -347,8 +346,6 @@ def connect(
     try:
         store = None
         if durable:
-            from azhpc.staging import JobStore
-
             store = JobStore(lake.filesystem(), JOBS_FOLDER)
         instance = factory(settings, lake, store)
     except BaseException:
@@ -369,16 +366,12 @@ def connect(
 def _open_lake(settings: Settings) -> Lake:
     """The profile's lake; ``emulated`` starts Azurite (owned by the lake) and its container,
     or uses the one ``azhpc emulator start`` runs."""
-    from azhpc.lake.lake import Lake
 
     if settings.profile == "local":
         return Lake(settings)
     emulator = None
     owned = False
     if settings.profile == "emulated":
-        from azhpc.emulator.azurite import Azurite
-        from azhpc.emulator.state import discover
-
         running = discover()
         if running is not None:
             emulator = Azurite.attach(running.azurite_port)

@@ -120,3 +120,20 @@ def test_register_backend_refuses_a_taken_name_and_a_bad_factory():
         register_backend("broken", 42)
     with pytest.raises(azhpc.ConfigError, match=r"unknown backend 'nope'.*register_backend"):
         azhpc.connect(backend="nope")
+
+
+def test_lake_and_usql_are_attributes_of_azhpc_and_stay_light(tmp_path):
+    code = (
+        "import sys, json, azhpc\n"
+        "url = azhpc.lake.url('/x')\n"
+        "azhpc.usql.run\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'azure', 'pandas', 'numpy', 'duckdb', 'pyarrow', 'IPython', 'ipywidgets', 'adlfs'})\n"
+        "print(json.dumps([url, heavy]))\n"
+    )
+    env = {**__import__("os").environ, "AZHPC_LAKE_ROOT": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    url, heavy = json.loads(done.stdout.strip().splitlines()[-1])
+    assert url == str(tmp_path / "x")
+    assert heavy == []

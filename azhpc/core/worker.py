@@ -15,7 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from azhpc.core.outcome import RemoteError, TaskOutcome
-from azhpc.core.payload import Payload, encode
+from azhpc.core.payload import Payload, decode, encode, payload_from_bytes, payload_to_bytes
+from azhpc.core.signing import seal
 from azhpc.core.states import TaskResult
 from azhpc.errors import SerializationError
 
@@ -137,9 +138,6 @@ def run_batch_task(working_dir: str = ".") -> int:
     import dataclasses
     import functools
     import os
-
-    from azhpc.core.payload import decode, payload_from_bytes, payload_to_bytes
-    from azhpc.core.signing import seal
 
     key_hex = os.environ.get(JOB_KEY_VARIABLE)
     if not key_hex:

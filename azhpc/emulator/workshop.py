@@ -15,6 +15,8 @@ import sys
 import threading
 import time
 
+from azhpc.emulator.azurite import Azurite
+from azhpc.emulator.batch import BatchEmulator
 from azhpc.emulator.state import EmulatorState, discover, load, remove, save, state_path
 from azhpc.errors import WorkshopEmulatorError
 
@@ -23,8 +25,6 @@ __all__ = ["WorkshopEmulatorError", "serve", "start", "stop"]
 
 def serve() -> int:
     """Run Azurite and the Batch emulator in this process until SIGTERM or SIGINT."""
-    from azhpc.emulator.azurite import Azurite
-    from azhpc.emulator.batch import BatchEmulator
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -19,7 +19,8 @@ from __future__ import annotations
 import os
 from typing import IO, TYPE_CHECKING, Any
 
-from azhpc.lake.errors import LakeAuthError, LakeError, LakePathError, LakeUnreachableError
+from azhpc.errors import LakeAuthError, LakeError, LakePathError, LakeUnreachableError
+from azhpc.lake import progress
 from azhpc.lake.lake import Lake, Rename, StorageOptions
 from azhpc.lake.paths import lake_path
 
@@ -55,11 +56,9 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in ("TransferCounter", "TransferProgress"):
-        from azhpc.lake import progress
-
         return getattr(progress, name)
     if name == "RootedFileSystem":
-        from azhpc.lake.rooted import RootedFileSystem
+        from azhpc.lake.rooted import RootedFileSystem  # lazy: fsspec, only when files are touched
 
         return RootedFileSystem
     raise AttributeError(f"module 'azhpc.lake' has no attribute {name!r}")
@@ -67,7 +66,9 @@ def __getattr__(name: str) -> Any:
 
 def current_lake() -> Lake:
     """The current session's lake (opening the default ``local`` session if there is none)."""
-    from azhpc.session import current_session
+    from azhpc.session import (
+        current_session,  # lazy: lower layers import azhpc.lake.*, which runs this file
+    )
 
     lake = current_session().lake
     if lake is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import enum
 import functools
 import inspect
 import logging
@@ -13,8 +12,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from azhpc.config import Secret, Settings, redact
-from azhpc.errors import ConfigError
-from azhpc.lake.errors import LakeAuthError, LakeError, LakeUnreachableError
+from azhpc.errors import ConfigError, LakeAuthError, LakeError, LakeUnreachableError
+from azhpc.lake.moves import Rename, detect_hierarchical_namespace, rename
 from azhpc.lake.paths import lake_path, relative
 
 if TYPE_CHECKING:
@@ -29,15 +28,6 @@ __all__ = ["Lake", "Rename", "StorageOptions"]
 log = logging.getLogger("azhpc.lake")
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class Rename(enum.Enum):
-    """How :meth:`Lake.rename` moved a path."""
-
-    #: One atomic call: a local ``rename``, or the ADLS Gen2 DFS rename (hierarchical namespace).
-    ATOMIC = "atomic"
-    #: Blob API fallback: copy every blob, then delete the originals (not atomic).
-    COPY_DELETE = "copy+delete"
 
 
 class StorageOptions(dict):
@@ -240,7 +230,9 @@ class Lake:
         if self._closed:
             raise LakeError(f"the {self.settings.name!r} lake is closed", profile=self.profile)
         if self._fs is None:
-            from azhpc.lake.rooted import RootedFileSystem
+            from azhpc.lake.rooted import (
+                RootedFileSystem,  # lazy: fsspec, only when files are touched
+            )
 
             self._fs = RootedFileSystem(self.root, fs=self._storage())
         return self._fs
@@ -376,7 +368,10 @@ class Lake:
         self, kind: str, source: str, target: str, recursive: bool, progress: bool | None,
         shown: str,
     ) -> TransferCounter:  # fmt: skip
-        from azhpc.lake.progress import TransferCounter, TransferProgress
+        from azhpc.lake.progress import (  # lazy: fsspec, only when files are touched
+            TransferCounter,
+            TransferProgress,
+        )
 
         callback = TransferProgress(
             TransferCounter(description=f"{kind} {lake_path(shown)}"), show=progress
@@ -414,7 +409,6 @@ class Lake:
         FileExistsError
             ``target`` exists already.
         """
-        from azhpc.lake.moves import rename
 
         return rename(self, source, target)
 
@@ -425,8 +419,6 @@ class Lake:
         Asked once (``get_account_information``); when the account does not say, ``False``.
         """
         if self._hns is None:
-            from azhpc.lake.moves import detect_hierarchical_namespace
-
             self._hns = False if self.is_local else detect_hierarchical_namespace(self)
         return self._hns
 

@@ -9,16 +9,17 @@ atomic: until it ends, readers may see the target half-filled and the source sti
 
 from __future__ import annotations
 
+import enum
 import logging
 from typing import TYPE_CHECKING, Any
 
-from azhpc.lake.errors import LakePathError
+from azhpc.errors import LakePathError
 from azhpc.lake.paths import lake_path, relative
 
 if TYPE_CHECKING:
-    from azhpc.lake.lake import Lake, Rename
+    from azhpc.lake.lake import Lake
 
-__all__ = ["DfsUnavailable", "detect_hierarchical_namespace", "rename"]
+__all__ = ["DfsUnavailable", "Rename", "detect_hierarchical_namespace", "rename"]
 
 log = logging.getLogger("azhpc.lake")
 
@@ -40,6 +41,15 @@ _NOT_FOUND_CODES = {"PathNotFound", "SourcePathNotFound", "FilesystemNotFound", 
 
 class DfsUnavailable(Exception):
     """The endpoint does not serve the DFS (hierarchical namespace) API."""
+
+
+class Rename(enum.Enum):
+    """How :meth:`Lake.rename` moved a path."""
+
+    #: One atomic call: a local ``rename``, or the ADLS Gen2 DFS rename (hierarchical namespace).
+    ATOMIC = "atomic"
+    #: Blob API fallback: copy every blob, then delete the originals (not atomic).
+    COPY_DELETE = "copy+delete"
 
 
 def detect_hierarchical_namespace(lake: Lake) -> bool:
@@ -66,7 +76,6 @@ def detect_hierarchical_namespace(lake: Lake) -> bool:
 
 def rename(lake: Lake, source: str, target: str) -> Rename:
     """Move ``source`` to ``target`` (lake paths); see :meth:`azhpc.lake.Lake.rename`."""
-    from azhpc.lake.lake import Rename
 
     if lake_path(source) == "/" or lake_path(target) == "/":
         raise LakePathError("the lake's root cannot be renamed, nor replaced by a rename")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import posixpath
 
-from azhpc.lake.errors import LakePathError
+from azhpc.errors import LakePathError
 
 __all__ = ["lake_path", "relative"]
 

@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 from fsspec.callbacks import Callback
 
+from azhpc.progress import choose_view
+
 __all__ = [
     "LARGE_TRANSFER",
     "TRANSFER_VIEWS",
@@ -111,7 +113,6 @@ class TextTransferView:
 
 
 def _choose_view(enabled: bool | None) -> str | None:
-    from azhpc.progress import choose_view
 
     name = choose_view(enabled)
     if name is not None and name not in TRANSFER_VIEWS:

@@ -21,8 +21,8 @@ def load_ipython_extension(ipython: Any) -> None:
     ipython
         The running ``InteractiveShell``.
     """
-    from azhpc.notebook.magics import AzrunMagics
-    from azhpc.notebook.usql_magic import UsqlMagics
+    from azhpc.notebook.magics import AzrunMagics  # lazy: loads IPython, cloudpickle
+    from azhpc.notebook.usql_magic import UsqlMagics  # lazy: loads IPython
 
     ipython.register_magics(AzrunMagics(ipython))
     ipython.register_magics(UsqlMagics(ipython))

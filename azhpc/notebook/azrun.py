@@ -22,20 +22,22 @@ import builtins
 import hashlib
 import sys
 from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from azhpc import scatter as scatter_api
 from azhpc import splitting
 from azhpc.core.calls import RowRange, TakePartition
+from azhpc.core.pickling import dumps
 from azhpc.errors import (
     ConfigError,
     TaskError,
     UndefinedVariableError,
     UnpicklableVariableError,
 )
-from azhpc.notebook.cellrun import CellResult, CellRunner
+from azhpc.notebook.cellgather import AzrunResult, GatherMap, GatherPlain, GatherScatter
+from azhpc.notebook.cellrun import CellRunner
 from azhpc.notebook.cellvars import CellNames, analyze_cell, analyze_expression
+from azhpc.notebook.mpicell import submit_mpi_cell
 from azhpc.session import current_session
 
 if TYPE_CHECKING:
@@ -53,26 +55,6 @@ __all__ = [
 ]
 
 _BUILTINS = frozenset(dir(builtins))
-
-
-@dataclass(frozen=True)
-class AzrunResult:
-    """What a ``%%azrun`` job gathers: ``job.result()`` of a cell job.
-
-    Attributes
-    ----------
-    value
-        plain: the cell's last expression value; ``--map``: the list of its values per item;
-        ``--scatter`` without ``--out``: its values concatenated across partitions; else
-        ``None``.
-    variables
-        What goes into the notebook's namespace: plain: the names the cell assigned (or the
-        ``--out`` names); ``--map``: ``{VAR: the list}``; ``--scatter`` with ``--out``: each
-        name's values concatenated across partitions.
-    """
-
-    value: Any = None
-    variables: dict[str, Any] = field(default_factory=dict)
 
 
 def cell_filename(source: str, count: int | None = None) -> str:
@@ -119,7 +101,6 @@ def ship_variables(
         Variables that cannot be sent to the workers; names each with its type.
     """
     __tracebackhide__ = True  # IPython: show the error, not these frames
-    from azhpc.core.pickling import dumps
 
     skip = set(bound)
     hidden = set(ignore)
@@ -156,63 +137,6 @@ def ship_variables(
             names=tuple(n for n, _, _ in unpicklable),
         )
     return shipped
-
-
-# -- putting the results together ---------------------------------------------------------
-
-
-def _concatenate(values: list[Any]) -> Any:
-    """One frame, one array, or the list: how ``--scatter`` joins per-partition values."""
-    pandas = sys.modules.get("pandas")
-    numpy = sys.modules.get("numpy")
-    if (
-        pandas is not None
-        and values
-        and all(isinstance(v, pandas.DataFrame | pandas.Series) for v in values)
-    ):
-        return splitting.concat_frames_or_list(values)
-    if (
-        numpy is not None
-        and values
-        and all(isinstance(v, numpy.ndarray) and v.ndim >= 1 for v in values)
-    ):
-        return splitting.concat_blocks(values, axis=0)
-    return list(values)
-
-
-@dataclass(frozen=True)
-class _GatherPlain:
-    def __call__(self, results: list[CellResult]) -> AzrunResult:
-        (only,) = results
-        return AzrunResult(only.value, dict(only.variables))
-
-
-@dataclass(frozen=True)
-class _GatherMap:
-    store: str | None
-
-    def __call__(self, chunks: list[list[CellResult]]) -> AzrunResult:
-        values = [r.value for chunk in chunks for r in chunk]
-        return AzrunResult(values, {self.store: values} if self.store else {})
-
-
-@dataclass(frozen=True)
-class _GatherScatter:
-    out: tuple[str, ...]
-    values: bool
-
-    def __call__(self, results: list[CellResult]) -> AzrunResult:
-        variables = {}
-        for name in self.out:
-            missing = [i for i, r in enumerate(results) if name not in r.variables]
-            if missing:
-                raise ConfigError(
-                    f"--out {name}: the cell did not define {name!r} for partition(s) "
-                    f"{missing}; assign it on every path of the cell"
-                )
-            variables[name] = _concatenate([r.variables[name] for r in results])
-        value = _concatenate([r.value for r in results]) if self.values else None
-        return AzrunResult(value, variables)
 
 
 # -- submitting ---------------------------------------------------------------------------
@@ -357,7 +281,7 @@ def submit_cell(
         size = splitting.auto_chunksize(len(values), session.total_slots)
         pieces: list[Any] = splitting.chunk(values, size)
         runner = CellRunner(source, filename, shipped, bind=map_name, each=True)
-        gather, label = _GatherMap(store), f"%%azrun --map {map_name}"
+        gather, label = GatherMap(store), f"%%azrun --map {map_name}"
     elif scatter is not None:
         if scatter not in namespace:
             raise UndefinedVariableError(
@@ -368,7 +292,7 @@ def submit_cell(
         count = partitions if partitions is not None else 2 * session.total_slots
         runner = CellRunner(source, filename, shipped, bind=scatter, pull=tuple(out))
         task, shared, pieces = _scatter_plan(runner, namespace[scatter], scatter, count, by)
-        gather = _GatherScatter(tuple(out), values=not out and names.ends_with_expression)
+        gather = GatherScatter(tuple(out), values=not out and names.ends_with_expression)
         label = f"%%azrun --scatter {scatter}"
         return scatter_api.run_pieces(
             session, task, pieces, name=label, gather=gather, retries=retries, shared=shared
@@ -377,10 +301,8 @@ def submit_cell(
         pull = tuple(out) if out else names.assigns
         runner = CellRunner(source, filename, shipped, pull=pull, strict=bool(out))
         if mpi is not None:
-            from azhpc.notebook.mpicell import submit_mpi_cell
-
             return submit_mpi_cell(runner, mpi, session)
-        pieces, gather, label = [None], _GatherPlain(), "%%azrun"
+        pieces, gather, label = [None], GatherPlain(), "%%azrun"
     job = scatter_api.run_pieces(
         session, runner, pieces, name=label, gather=gather, retries=retries
     )
@@ -411,7 +333,7 @@ def submit_expression(
     shipped = ship_variables(names, namespace, ignore=ignore)
     runner = CellRunner(source, filename, shipped)
     job = scatter_api.run_pieces(
-        session, runner, [None], name="%azrun", gather=_GatherPlain(), retries=retries
+        session, runner, [None], name="%azrun", gather=GatherPlain(), retries=retries
     )
     return job
 

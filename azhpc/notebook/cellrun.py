@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from azhpc.core.outcome import hide_traceback_frames
+from azhpc.core.pickling import dumps
+from azhpc.errors import UnpicklableVariableError
 
 __all__ = ["CellResult", "CellRunner", "register_source"]
 
@@ -127,7 +129,6 @@ class CellRunner:
         """Whether ``value`` can travel back; raise (strict) or warn when it cannot."""
         if _always_picklable(value):
             return True
-        from azhpc.core.pickling import dumps
 
         try:
             dumps(value)
@@ -138,8 +139,6 @@ class CellRunner:
                 f"back to the notebook: {type(exc).__name__}: {exc}"
             )
             if self.strict:
-                from azhpc.errors import UnpicklableVariableError
-
                 raise UnpicklableVariableError(
                     f"{problem}. Bring back something that pickles (build the object in the "
                     "notebook from it).",

@@ -17,6 +17,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from azhpc.errors import ConfigError
 from azhpc.notebook import azrun
+from azhpc.session import Session
 
 __all__ = ["AzrunMagics", "split_map_expression"]
 
@@ -113,7 +114,6 @@ class AzrunMagics(Magics):
     def _pool(self, name: str | None) -> Any:
         if name is None:
             return None
-        from azhpc.session import Session
 
         if not re.fullmatch(_IDENTIFIER, name):
             raise UsageError(f"--pool takes the name of a Session variable, got {name!r}")

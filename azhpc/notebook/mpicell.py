@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from azhpc.core.pickling import dumps
 from azhpc.errors import ConfigError
+from azhpc.notebook.cellgather import GatherPlain
 
 if TYPE_CHECKING:
     from azhpc.backends.batch.node_command import NodeCommand
@@ -55,9 +57,9 @@ class MpiCell:
 
 def submit_mpi_cell(runner: CellRunner, ranks: int, pool: Session) -> Job:
     """Start ``runner`` as an mpi4py program with ``ranks`` ranks, one per node of ``pool``."""
+    # lazy: the client side only; every MPI rank imports this module on its node
     from azhpc.backends.batch.apps import launch
     from azhpc.backends.batch.pool import Pool
-    from azhpc.notebook.azrun import _GatherPlain
 
     if isinstance(ranks, bool) or not isinstance(ranks, int) or ranks < 1:
         raise ConfigError(f"--mpi takes a number of ranks (nodes) >= 1, got {ranks!r}")
@@ -67,7 +69,6 @@ def submit_mpi_cell(runner: CellRunner, ranks: int, pool: Session) -> Job:
             "azhpc.Pool(azhpc.PoolSpec('mpi', 'Standard_HB120rs_v3', nodes=4, mpi=True, "
             "inter_node_communication=True)).start(), then use --pool mpi_pool"
         )
-    from azhpc.core.pickling import dumps
 
     with tempfile.TemporaryDirectory(prefix="azhpc-mpi-cell-") as folder:
         cell = Path(folder) / CELL_FILE
@@ -79,7 +80,7 @@ def submit_mpi_cell(runner: CellRunner, ranks: int, pool: Session) -> Job:
             mpi=True,
             nodes=ranks,
             wrap=MpiCell,
-            gather=_GatherPlain(),
+            gather=GatherPlain(),
             name=f"%%azrun --mpi {ranks}",
         )
 
@@ -92,8 +93,6 @@ def main(argv: list[str]) -> int:
         runner: Any = pickle.load(f)
     result = runner(None)
     if MPI.COMM_WORLD.rank == 0:
-        from azhpc.core.pickling import dumps
-
         partial = f"{argv[1]}.partial"
         with open(partial, "wb") as f:
             f.write(dumps(result))

@@ -18,6 +18,9 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
+import azhpc.usql as usql
+from azhpc.usql.params import parse_params
+
 __all__ = ["UsqlMagics", "run_cell"]
 
 #: Seconds between looks at a running job.
@@ -53,7 +56,6 @@ def run_cell(
     UsqlError
         The job failed (or was cancelled).
     """
-    import azhpc.usql as usql
 
     out = stream or sys.stdout
     keep = [s if s.startswith("@") else f"@{s}" for s in show or []]
@@ -145,7 +147,6 @@ class UsqlMagics(Magics):
             %%usql --show @result --param region=en-gb
             @result = SELECT ... ;
         """
-        from azhpc.usql.params import parse_params
 
         args = parse_argstring(self.usql, line)
         if args.parallelism < 1:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
+from azhpc.errors import PoolSpecError
+
 __all__ = ["MIN_EVALUATION_MINUTES", "Autoscale"]
 
 #: Batch refuses evaluation intervals under 5 minutes or over 168 hours.
@@ -55,7 +57,6 @@ class Autoscale:
     idle_minutes: int | None = None
 
     def __post_init__(self) -> None:
-        from azhpc.errors import PoolSpecError
 
         def need(ok: bool, message: str) -> None:
             if not ok:
@@ -163,7 +164,6 @@ class Autoscale:
         PoolSpecError
             When one policy scales spot nodes and the other dedicated ones.
         """
-        from azhpc.errors import PoolSpecError
 
         if self.spot != other.spot:
             raise PoolSpecError(

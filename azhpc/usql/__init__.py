@@ -26,8 +26,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from azhpc.usql.binder import bind
 from azhpc.usql.errors import ErrorCode, UsqlError
 from azhpc.usql.jobs import JobResult, JobState, StageEvent, StageProgress
+from azhpc.usql.parser import parse
+from azhpc.usql.planner import plan
 from azhpc.usql.samples import install_samples
 from azhpc.usql.session_jobs import StageStatus, UsqlJob, UsqlProgress, run, script_lake, submit
 
@@ -104,9 +107,6 @@ def compile(
     UsqlError
         With an ADLA-style code, the line and column, and the source line with a caret.
     """
-    from azhpc.usql.binder import bind
-    from azhpc.usql.parser import parse
-    from azhpc.usql.planner import plan
 
     tree = parse(script, name)
     bound = bind(tree, dict(params or {}), now)
@@ -147,8 +147,8 @@ def execute(
     UsqlError
         On any run time failure (no OUTPUT file is written then).
     """
-    from azhpc.lake.rooted import rooted_filesystem
-    from azhpc.usql.executor import execute_plan
+    from azhpc.lake.rooted import rooted_filesystem  # lazy: fsspec, only when files are touched
+    from azhpc.usql.executor import execute_plan  # lazy: DuckDB, numpy, only when a script runs
 
     return execute_plan(
         compiled.plan,

@@ -15,6 +15,7 @@ from azhpc.usql import bound as b
 from azhpc.usql import nodes as n
 from azhpc.usql.bind_expr import ExprBinder, Scope, ScopeSource, children, contains_aggregate
 from azhpc.usql.bind_options import extract_options, output_options
+from azhpc.usql.bind_select import bind_select
 from azhpc.usql.constants import NotConstant, fold
 from azhpc.usql.errors import ErrorCode, Span, UsqlError
 from azhpc.usql.filesets import parse_pattern
@@ -28,6 +29,7 @@ from azhpc.usql.types import (
     UType,
     common_type,
     implicitly_converts,
+    parse_csharp_datetime,
 )
 
 __all__ = ["bind"]
@@ -182,8 +184,6 @@ class Binder:
                 if utype.kind is Kind.BOOL and value.lower() in ("true", "false"):
                     return value.lower() == "true"
                 if utype.kind is Kind.DATETIME:
-                    from azhpc.usql.types import parse_csharp_datetime
-
                     return parse_csharp_datetime(value)
             except ValueError:
                 pass
@@ -456,7 +456,6 @@ class Binder:
         return b.BoundSource(source.alias, b.Schema(tuple(columns)), values=tuple(rows))
 
     def bind_select(self, query: n.Select) -> b.BoundSelect:
-        from azhpc.usql.bind_select import bind_select
 
         return bind_select(self, query)
 

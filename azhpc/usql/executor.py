@@ -153,7 +153,9 @@ class _Run:
         elif step.kind is StepKind.QUERY:
             self.con.execute(f"CREATE VIEW {step.relation} AS {step.sql}")
         elif step.kind is StepKind.REDUCE:
-            from azhpc.usql.reduce_step import run_reduce
+            from azhpc.usql.reduce_step import (
+                run_reduce,  # lazy: pandas, numpy and numexpr, only when a REDUCE runs
+            )
 
             assert isinstance(step.payload, b.BoundReduce)
             groups, rows = run_reduce(self.con, step.payload, self.run_groups, step.relation)

@@ -14,6 +14,11 @@ import ast
 import re
 from collections.abc import Iterable
 
+from azhpc.usql import nodes
+from azhpc.usql.errors import UsqlError
+from azhpc.usql.parser import parse
+from azhpc.usql.types import parse_csharp_datetime
+
 __all__ = ["parse_param", "parse_params"]
 
 _NAME = re.compile(r"^@?[A-Za-z_][A-Za-z0-9_]*$")
@@ -36,8 +41,6 @@ def _literal(text: str) -> object:
             return text[1:-1]
     found = _DATETIME.match(text)
     if found:
-        from azhpc.usql.types import parse_csharp_datetime
-
         return parse_csharp_datetime(found.group(1))
     return text
 
@@ -63,9 +66,6 @@ def parse_param(item: str) -> tuple[str, str]:
 
 
 def _external_names(script: str) -> set[str]:
-    from azhpc.usql import nodes
-    from azhpc.usql.errors import UsqlError
-    from azhpc.usql.parser import parse
 
     try:
         tree = parse(script, "script.usql")

@@ -12,6 +12,9 @@ import itertools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from azhpc import scatter
+from azhpc.usql.reducer import ReduceBatch
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -60,9 +63,9 @@ class PoolRunGroups:
     def __call__(self, reducer: Any, groups: Sequence[pd.DataFrame]) -> list[pd.DataFrame]:
         import numpy as np
 
-        from azhpc import scatter
-        from azhpc.usql.reduce_step import Groups
-        from azhpc.usql.reducer import ReduceBatch
+        from azhpc.usql.reduce_step import (
+            Groups,  # lazy: pandas, numpy and numexpr, only when a REDUCE runs
+        )
 
         if not isinstance(groups, Groups):
             groups = _as_groups(groups)
@@ -92,7 +95,9 @@ def _as_groups(frames: Sequence[pd.DataFrame]) -> Any:
     import numpy as np
     import pandas as pd
 
-    from azhpc.usql.reduce_step import Groups
+    from azhpc.usql.reduce_step import (
+        Groups,  # lazy: pandas, numpy and numexpr, only when a REDUCE runs
+    )
 
     sizes = np.array([len(f) for f in frames], dtype=np.int64)
     ends = np.cumsum(sizes)

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from azhpc.usql.session_jobs import script_lake
+
 if TYPE_CHECKING:
     from azhpc.lake import Lake, RootedFileSystem
     from azhpc.session import Session
@@ -39,7 +41,6 @@ def install_samples(
     list of str
         The lake paths written (``/Samples/Data/SearchLog.tsv``, ``/Samples/Data/Tweets/...``).
     """
-    from azhpc.usql.session_jobs import script_lake
 
     fs = script_lake(lake, pool)
     written = []

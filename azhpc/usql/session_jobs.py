@@ -24,6 +24,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+import azhpc.usql as usql
+from azhpc.config import resolve_settings
+from azhpc.session import current_session
 from azhpc.usql.errors import ErrorCode, UsqlError
 from azhpc.usql.jobs import JobResult, JobState, StageEvent, StageProgress
 from azhpc.usql.pool import PoolRunGroups
@@ -61,16 +64,17 @@ def script_lake(
     -------
     RootedFileSystem
     """
-    from azhpc.lake.rooted import RootedFileSystem, rooted_filesystem
+    from azhpc.lake.rooted import (  # lazy: fsspec, only when files are touched
+        RootedFileSystem,
+        rooted_filesystem,
+    )
 
     if lake is not None:
         return rooted_filesystem(lake)
-    from azhpc.session import current_session
 
     session_lake = current_session(pool).lake
     if session_lake is not None:
         return session_lake.filesystem()
-    from azhpc.config import resolve_settings
 
     return RootedFileSystem(resolve_settings("local").lake_root)
 
@@ -390,7 +394,6 @@ class UsqlJob(Future):
 
     def _run(self) -> None:
         """Compile and execute; every outcome ends the job (never raises)."""
-        import azhpc.usql as usql
 
         try:
             self._adla_state = JobState.COMPILING
@@ -410,8 +413,6 @@ class UsqlJob(Future):
             self._adla_state = JobState.QUEUED
             session = None
             if self._lake is None or self.parallelism > 1:
-                from azhpc.session import current_session
-
                 session = current_session(self._pool)
             lake = script_lake(self._lake, session)
             runner = None

@@ -20,8 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from azhpc.backends.batch.node_command import NodeCommand, NodeRun
+from azhpc.backends.batch.nodeview import watch_nodes
+from azhpc.backends.batch.pool import Pool
 from azhpc.core.spec import Placement
-from azhpc.errors import AzhpcError, ConfigError
+from azhpc.errors import AzhpcError, ConfigError, PoolSpecError
+from azhpc.pools.spec import PoolSpec
 from azhpc.scatter import run_pieces
 
 if TYPE_CHECKING:
@@ -82,7 +85,6 @@ def _command_line(command: str | os.PathLike[str], files: list[Path]) -> str:
 
 
 def _batch_pool_of(pool: Any) -> Any:
-    from azhpc.backends.batch.pool import Pool
 
     if not isinstance(pool, Pool):
         raise ConfigError(
@@ -100,7 +102,6 @@ def _batch_pool_of(pool: Any) -> Any:
 
 def _check_mpi_pool(pool: Pool) -> None:
     """Refuse MPI where Batch cannot run it (before any task is added)."""
-    from azhpc.errors import PoolSpecError
 
     spec = pool.spec
     if spec is not None:
@@ -243,8 +244,6 @@ def launch(
     """:func:`run_on_pool` after its arguments are checked; ``wrap`` turns the node command
     into the function the tasks run, ``gather`` their results into the job's (both default to
     run_on_pool's: the :class:`NodeRun` values). Used by ``%%azrun --mpi``."""
-    from azhpc.backends.batch.pool import Pool
-    from azhpc.pools.spec import PoolSpec
 
     owned = None
     if isinstance(pool, PoolSpec):
@@ -335,6 +334,5 @@ def _one_per_node(runs: list[NodeRun], expected: list[str]) -> list[NodeRun]:
 
 def _watch_nodes(pool: Pool, job: Job, progress: bool | None) -> None:
     """Show the per-node view of a run while it lasts (see :mod:`azhpc.backends.batch.nodeview`)."""
-    from azhpc.backends.batch.nodeview import watch_nodes
 
     watch_nodes(pool, job, enabled=pool.progress if progress is None else progress)

@@ -38,6 +38,7 @@ from azhpc.core.outcome import RemoteError, TaskOutcome
 from azhpc.core.states import TaskResult
 from azhpc.core.worker import JOB_KEY_VARIABLE
 from azhpc.errors import ConfigError, WorkerLostError
+from azhpc.lake.sas import SasSigner
 
 if TYPE_CHECKING:
     from azhpc.backends.batch.lifecycle import BatchPool
@@ -130,7 +131,6 @@ class BatchBackend(Backend):
         poll_interval: float | None = 1.0,
         owned: Sequence[Any] = (),
     ) -> None:
-        from azhpc.lake.sas import SasSigner
 
         self.account = account
         self.pool = pool

@@ -16,6 +16,8 @@ from azhpc.backends.batch.account import BatchAccount
 from azhpc.backends.batch.backend import BatchBackend
 from azhpc.backends.batch.lifecycle import BatchPool
 from azhpc.config import Secret
+from azhpc.emulator.batch import BatchEmulator
+from azhpc.emulator.state import discover
 from azhpc.errors import ConfigError
 from azhpc.pools.spec import PoolSpec
 
@@ -69,8 +71,6 @@ def create_backend(settings: Settings, lake: Any, store: JobStore | None) -> Bat
 
 
 def _emulated_backend(settings: Settings, lake: Any, store: JobStore) -> BatchBackend:
-    from azhpc.emulator.batch import BatchEmulator
-    from azhpc.emulator.state import discover
 
     running = discover()
     owned: list[Any] = []

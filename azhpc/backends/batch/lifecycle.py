@@ -18,8 +18,12 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from azhpc.backends.batch.account import call_batch
 from azhpc.backends.batch.pool_body import ENVIRONMENT_RECORD, to_batch_pool
 from azhpc.errors import ConfigError, EnvironmentMismatchError, PoolStartError
+from azhpc.pools.catalog import price_table
+from azhpc.pools.estimate import estimate_cost
+from azhpc.progress import choose_view
 from azhpc.version import __version__
 
 if TYPE_CHECKING:
@@ -174,7 +178,6 @@ class BatchPool:
         return self._slots_per_node
 
     def _call(self, what: str, call: Any) -> Any:
-        from azhpc.backends.batch.account import call_batch
 
         return call_batch(self.account, what, call)
 
@@ -301,8 +304,6 @@ class BatchPool:
             return self.spec.estimate()
         if self._adopted_size is None:
             return None
-        from azhpc.pools.catalog import price_table
-        from azhpc.pools.estimate import estimate_cost
 
         vm_size, dedicated, spot = self._adopted_size
         size = price_table().get(vm_size)
@@ -502,7 +503,6 @@ class BatchPool:
 
 
 def _in_notebook() -> bool:
-    from azhpc.progress import choose_view
 
     return choose_view(None) == "widget"
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from azhpc.core.spec import APP_ARCHIVE
+from azhpc.core.worker import JOB_KEY_VARIABLE
 from azhpc.errors import CommandFailedError
 
 __all__ = ["APP_FOLDER", "CommandFailedError", "NodeCommand", "NodeRun"]
@@ -103,9 +105,6 @@ class NodeCommand:
     requirements: str | None = None
 
     def __call__(self, index: int) -> NodeRun:
-        from azhpc.core.spec import APP_ARCHIVE
-        from azhpc.core.worker import JOB_KEY_VARIABLE
-
         node = os.environ.get("AZ_BATCH_NODE_ID", "local")
         if self.ranks:
             base = Path(os.environ.get("AZ_BATCH_TASK_SHARED_DIR", os.getcwd()))

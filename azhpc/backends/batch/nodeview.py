@@ -15,6 +15,8 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from azhpc.progress import choose_view
+
 if TYPE_CHECKING:
     from azhpc.backends.batch.pool import Pool
     from azhpc.core.job import Job
@@ -195,7 +197,6 @@ class _Watcher:
 
 def watch_nodes(pool: Pool, job: Job, *, enabled: bool | None) -> _Watcher | None:
     """Show ``pool``'s nodes while ``job`` runs; ``None`` when nothing is to be shown here."""
-    from azhpc.progress import choose_view
 
     where = choose_view(enabled)
     if where is None:

@@ -16,6 +16,7 @@ from azhpc.backends.batch.account import BatchError
 from azhpc.backends.batch.backend import BatchBackend
 from azhpc.backends.batch.lifecycle import BatchPool
 from azhpc.errors import ConfigError, EnvironmentMismatchError, PoolStartError
+from azhpc.pools.spec import PoolSpec
 from azhpc.session import Session, current_session
 
 if TYPE_CHECKING:
@@ -74,7 +75,6 @@ class Pool(Session):
         progress_after: float = 1.0,
         **spec_options: Any,
     ) -> None:
-        from azhpc.pools.spec import PoolSpec
 
         parent = current_session(session)
         if not isinstance(parent.backend, BatchBackend):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
+from azhpc.core.spec import APP_ARCHIVE
 from azhpc.core.worker import BATCH_FILES
 
 if TYPE_CHECKING:
@@ -96,7 +97,6 @@ class TaskBodies:
 
     def _place(self, body: dict[str, Any], spec: JobSpec, index: int) -> None:
         """Apply a job's :class:`~azhpc.core.spec.Placement` to the body of its task ``index``."""
-        from azhpc.core.spec import APP_ARCHIVE
 
         placement = spec.placement
         assert placement is not None

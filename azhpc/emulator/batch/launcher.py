@@ -26,6 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from azhpc.core import at_exit
+from azhpc.emulator.batch.faults import CONTROL_ROUTES
+from azhpc.emulator.batch.model import Store
+from azhpc.emulator.batch.routes_jobs import ROUTES as JOB_ROUTES
+from azhpc.emulator.batch.routes_node_files import ROUTES as NODE_FILE_ROUTES
+from azhpc.emulator.batch.routes_pools import ROUTES as POOL_ROUTES
+from azhpc.emulator.batch.runner import Engine, Timings
+from azhpc.emulator.batch.server import BatchHTTPServer, Service
 from azhpc.errors import BatchEmulatorError
 
 __all__ = ["DEFAULT_ACCOUNT_NAME", "BatchEmulator", "BatchEmulatorError"]
@@ -132,13 +139,6 @@ class BatchEmulator:
         BatchEmulatorError
             The port could not be bound.
         """
-        from azhpc.emulator.batch.faults import CONTROL_ROUTES
-        from azhpc.emulator.batch.model import Store
-        from azhpc.emulator.batch.routes_jobs import ROUTES as JOB_ROUTES
-        from azhpc.emulator.batch.routes_node_files import ROUTES as NODE_FILE_ROUTES
-        from azhpc.emulator.batch.routes_pools import ROUTES as POOL_ROUTES
-        from azhpc.emulator.batch.runner import Engine, Timings
-        from azhpc.emulator.batch.server import BatchHTTPServer, Service
 
         with self._lock:
             if self._server is not None or self._attached:

@@ -21,7 +21,7 @@ import concurrent.futures
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from azhpc.emulator.batch.model import NodeState, TaskState, rfc3339, utcnow
+from azhpc.emulator.batch.model import NodeState, TaskAttempt, TaskState, rfc3339, utcnow
 from azhpc.emulator.batch.processes import node_info, run_process, task_environment
 from azhpc.emulator.batch.transfer import (
     TransferError,
@@ -45,7 +45,6 @@ def start_multi_instance(
     engine: Engine, job: Job, task: Task, pool: Pool, nodes: list[Node]
 ) -> None:
     """Hold ``nodes`` for ``task`` and start it in the background. Caller holds the lock."""
-    from azhpc.emulator.batch.model import TaskAttempt
 
     primary = nodes[0]
     attempt = TaskAttempt(

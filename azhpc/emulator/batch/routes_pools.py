@@ -7,7 +7,7 @@ from typing import Any
 
 from azhpc.emulator.batch import odata
 from azhpc.emulator.batch.autoscale import evaluate
-from azhpc.emulator.batch.model import ApiError, NodeState, Pool, PoolState
+from azhpc.emulator.batch.model import AllocationState, ApiError, NodeState, Pool, PoolState
 from azhpc.emulator.batch.server import Request, Response, Route, Service, resource_headers
 
 __all__ = ["ROUTES", "add_pool"]
@@ -154,7 +154,6 @@ def resize_pool(service: Service, request: Request) -> Response:
 
 def stop_resize(service: Service, request: Request) -> Response:
     """``POST /pools/{poolId}/stopresize`` (Pool_StopResize)."""
-    from azhpc.emulator.batch.model import AllocationState
 
     with service.store.lock:
         pool = _active_pool(service, request.args["poolId"])

@@ -34,6 +34,7 @@ from azhpc.emulator.batch.model import (
     rfc3339,
     utcnow,
 )
+from azhpc.emulator.batch.multi_instance import start_multi_instance
 from azhpc.emulator.batch.processes import (
     environment_settings,
     kill,
@@ -422,8 +423,6 @@ class Engine:
                     break
                 job.queue.popleft()
                 if task.instances > 1:
-                    from azhpc.emulator.batch.multi_instance import start_multi_instance
-
                     start_multi_instance(self, job, task, pool, placement)
                 else:
                     self._start_attempt(job, task, pool, placement[0])
