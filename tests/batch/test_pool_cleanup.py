@@ -139,6 +139,23 @@ def test_rerun_waits_for_a_pool_being_deleted_then_creates_it_again(slow_account
     assert not again.exists()
 
 
+def test_create_refused_as_being_deleted_waits_and_retries(slow_account, monkeypatch) -> None:
+    """The pool is deleted between the client's look and its Pool_Add (another client, or
+    Azure still finishing): the 409 PoolBeingDeleted is waited out, then the pool created."""
+    client = slow_account.client()
+    client.create_pool(raw_pool("raced", nodes=1))
+    client.begin_delete_pool("raced", polling_interval=SLOW_DELETE * 4)
+    pool = BatchPool(slow_account, PoolSpec("raced", "Standard_D2s_v5", nodes=1), show=False)
+    missed = [None]  # the first look misses the deletion; later ones are real
+    real_state = BatchPool.pool_state
+    monkeypatch.setattr(pool, "pool_state", lambda: missed.pop() if missed else real_state(pool))
+    try:
+        pool.ensure()
+        assert pool.created and client.get_pool("raced").state == "active"
+    finally:
+        pool.release()
+
+
 def test_delete_pauses_between_polls(slow_account) -> None:
     emulator = slow_account.emulator
     pool = BatchPool(slow_account, PoolSpec("polled", "Standard_D2s_v5", nodes=1), show=False)
