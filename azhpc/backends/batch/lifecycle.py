@@ -258,8 +258,7 @@ class BatchPool:
                     # A pool of this id is still being deleted (a cell run again right after
                     # the pool was deleted): Batch refuses every write to it with 409
                     # PoolBeingDeleted, so wait until it is gone and create it again.
-                    self._wait_out_deletion()
-                    state = None
+                    state = self._wait_out_deletion()
                 if state is None:
                     self._create()
                 else:
@@ -315,15 +314,16 @@ class BatchPool:
         self.created = True
         _register(self)
 
-    def _wait_out_deletion(self) -> None:
-        """Wait until the pool Batch is deleting is gone (polling it rarely on Azure)."""
+    def _wait_out_deletion(self) -> str | None:
+        """Wait until the pool Batch is deleting is gone (polling it rarely on Azure); return
+        its state then (``None``, or ``"active"`` if someone created it again meanwhile)."""
         self._say(
             f"pool {self.pool_id!r} is still being deleted; waiting until it is gone to create "
             "it again (deleting a pool takes a few minutes on Azure)"
         )
         deadline = time.monotonic() + DELETION_WAIT_SECONDS
         pause = deletion_poll_seconds(self.account)
-        while self.pool_state() is not None:
+        while (state := self.pool_state()) == "deleting":
             if time.monotonic() > deadline:
                 raise PoolStartError(
                     f"pool {self.pool_id!r} is still being deleted after "
@@ -331,6 +331,7 @@ class BatchPool:
                     "pool id"
                 )
             time.sleep(pause)  # polling the service: Batch deletes the pool on its own
+        return state
 
     def _adopt(self) -> None:
         pool = self._call(
