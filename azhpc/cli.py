@@ -66,7 +66,87 @@ def _parser() -> argparse.ArgumentParser:
         "uses them (one lake, one set of pools) instead of starting its own.",
     )
     emulator.add_argument("action", choices=("start", "status", "stop"))
+    pools = commands.add_parser(
+        "pools",
+        help="list or delete Batch pools (find the ones a killed client left running)",
+        description="Pools cost money until they are deleted. `list` shows every pool of the "
+        "profile's Batch account (id, VM size, nodes, state, age, owner, cost per hour); "
+        "`delete` deletes the pools named, or with --all-azhpc every pool azhpc created (its "
+        "metadata says so) and no other.",
+    )
+    pools_commands = pools.add_subparsers(dest="pools_command")
+    for name, text in (("list", "list the pools"), ("delete", "delete pools")):
+        sub = pools_commands.add_parser(name, help=text)
+        sub.add_argument(
+            "--profile",
+            metavar="NAME",
+            default=None,
+            help="the profile whose Batch account to use (default: $AZHPC_PROFILE or the "
+            "config file's default; 'emulated' is the one `azhpc emulator start` runs)",
+        )
+        if name == "delete":
+            sub.add_argument("pool_ids", nargs="*", metavar="ID", help="pool ids to delete")
+            sub.add_argument(
+                "--all-azhpc",
+                action="store_true",
+                help="delete every pool whose metadata says azhpc created it",
+            )
     return parser
+
+
+def _pools(args: argparse.Namespace) -> int:
+    from azhpc.backends.batch.backend import BatchBackend
+    from azhpc.backends.batch.cleanup import (
+        delete_azhpc_pools,
+        delete_pools,
+        format_pools,
+        list_pools,
+    )
+
+    if args.pools_command is None:
+        _parser().parse_args(["pools", "--help"])
+    if args.pools_command == "delete" and bool(args.pool_ids) == bool(args.all_azhpc):
+        print("azhpc pools delete: give pool ids, or --all-azhpc (not both)", file=sys.stderr)
+        return 2
+    try:
+        settings = resolve_settings(args.profile)
+    except AzhpcError as error:
+        print(f"azhpc pools: {error}", file=sys.stderr)
+        return 2
+    if settings.profile == "emulated" and discover() is None:
+        # connect() would start an emulator of its own, which has no pools to show.
+        print(
+            "azhpc pools: no emulator is running, so there are no emulated pools (start one "
+            "with `azhpc emulator start`)"
+        )
+        return 0
+    try:
+        with azhpc.connect(args.profile, progress=False) as session:
+            backend = session.backend
+            if not isinstance(backend, BatchBackend):
+                print(
+                    f"azhpc pools: the {settings.name!r} profile has no Batch account (set "
+                    "batch_url, or use --profile emulated)",
+                    file=sys.stderr,
+                )
+                return 2
+            account = backend.account
+            if args.pools_command == "list":
+                print(format_pools(list_pools(account)))
+                return 0
+            if args.all_azhpc:
+                deleted = delete_azhpc_pools(account)
+            else:
+                deleted = delete_pools(account, args.pool_ids)
+            gone = "deleted" if account.emulated else "deleting (Batch takes a few minutes)"
+    except AzhpcError as error:
+        print(f"azhpc pools: {error}", file=sys.stderr)
+        return 1
+    for pool_id in deleted:
+        print(f"pool {pool_id}: {gone}")
+    if not deleted:
+        print("no azhpc pools to delete")
+    return 0
 
 
 def _emulator(action: str) -> int:
@@ -151,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     if args.command == "emulator":
         return _emulator(args.action)
+    if args.command == "pools":
+        return _pools(args)
     if args.command == "usql":
         if args.usql_command == "run":
             return _usql_run(args)

@@ -12,7 +12,7 @@ from azhpc.errors import (
 )
 from azhpc.pools.autoscale import Autoscale
 from azhpc.pools.catalog import PriceStatus, PriceTable, VmSize, price_table
-from azhpc.pools.estimate import CostEstimate
+from azhpc.pools.estimate import CostEstimate, estimate
 from azhpc.pools.spec import MAX_NODES_PER_POOL, ImageReference, PoolSpec
 
 __all__ = [
@@ -29,5 +29,6 @@ __all__ = [
     "PriceStatus",
     "PriceTable",
     "VmSize",
+    "estimate",
     "price_table",
 ]

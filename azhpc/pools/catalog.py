@@ -8,6 +8,7 @@ the region, when and how it was compiled, and how far each price can be trusted
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import difflib
 import enum
 import functools
@@ -15,11 +16,14 @@ import io
 from dataclasses import dataclass
 from importlib import resources
 
+from azhpc.errors import PoolSpecError
+
 __all__ = [
     "ASSUMED_SPOT_DISCOUNT",
     "PriceStatus",
     "PriceTable",
     "VmSize",
+    "lookup_size",
     "price_table",
 ]
 
@@ -60,6 +64,11 @@ class VmSize:
         Spot price of one node-hour, or ``None`` when the table has none.
     price_status
         How far ``linux_per_hour`` can be trusted.
+    retired_on
+        The day Azure retired the size (Batch refuses to create pools of it from then on), or
+        ``None`` for a current size.
+    successors
+        The current sizes Microsoft recommends instead of a retired one, best first.
     """
 
     name: str
@@ -70,11 +79,18 @@ class VmSize:
     linux_per_hour: float | None
     spot_per_hour: float | None
     price_status: PriceStatus
+    retired_on: dt.date | None = None
+    successors: tuple[str, ...] = ()
 
     @property
     def max_task_slots(self) -> int:
         """Batch's limit for ``taskSlotsPerNode`` on this size: min(4 x vCPUs, 256)."""
         return min(4 * self.vcpus, 256)
+
+    @property
+    def retired(self) -> bool:
+        """Whether Azure has retired the size (its retirement day has come)."""
+        return self.retired_on is not None and self.retired_on <= dt.date.today()
 
 
 @dataclass(frozen=True)
@@ -98,9 +114,9 @@ class PriceTable:
         close = difflib.get_close_matches(key, list(self.sizes), n=limit, cutoff=0.6)
         return [self.sizes[c].name for c in close]
 
-    def names(self) -> list[str]:
-        """Every size's Azure name, sorted."""
-        return sorted(size.name for size in self.sizes.values())
+    def names(self, *, retired: bool = True) -> list[str]:
+        """Every size's Azure name, sorted (without the retired ones when ``retired=False``)."""
+        return sorted(size.name for size in self.sizes.values() if retired or not size.retired)
 
 
 def _parse(text: str) -> PriceTable:
@@ -124,6 +140,8 @@ def _parse(text: str) -> PriceTable:
             linux_per_hour=float(row["linux_per_hour"]) if row["linux_per_hour"] else None,
             spot_per_hour=float(row["spot_per_hour"]) if row["spot_per_hour"] else None,
             price_status=PriceStatus(row["price_status"]),
+            retired_on=dt.date.fromisoformat(row["retired_on"]) if row["retired_on"] else None,
+            successors=tuple(row["successors"].split()),
         )
         sizes[size.name.lower()] = size
     return PriceTable(
@@ -139,3 +157,53 @@ def price_table() -> PriceTable:
     """The packaged catalogue (read once)."""
     text = resources.files("azhpc.pools").joinpath("prices.csv").read_text(encoding="utf-8")
     return _parse(text)
+
+
+def lookup_size(vm_size: object) -> VmSize:
+    """The catalogue entry of ``vm_size`` (case-insensitive), retired sizes included.
+
+    Raises
+    ------
+    PoolSpecError
+        ``vm_size`` is not a size of the table; the message suggests close names and lists
+        the current sizes.
+    """
+    table = price_table()
+    if not isinstance(vm_size, str) or not vm_size.strip():
+        raise PoolSpecError("vm_size", f"must be an Azure VM size name, got {vm_size!r}")
+    size = table.get(vm_size)
+    if size is None:
+        close = table.suggestions(vm_size)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise PoolSpecError(
+            "vm_size",
+            f"unknown VM size {vm_size!r}; {hint}known sizes: "
+            f"{', '.join(table.names(retired=False))} "
+            "(add a row to azhpc/pools/prices.csv for another size)",
+        )
+    return size
+
+
+def retirement_message(size: VmSize) -> str:
+    """Why ``size`` cannot be created any more, and what to use instead (for errors)."""
+    table = price_table()
+    instead = []
+    for name in size.successors:
+        successor = table.get(name)
+        if successor is None:
+            instead.append(name)
+            continue
+        price = (
+            f"{successor.linux_per_hour:.2f} {table.currency}/node-hour"
+            if successor.linux_per_hour is not None
+            else "price unknown"
+        )
+        instead.append(
+            f"{successor.name} ({successor.vcpus} vCPUs, {successor.memory_gib:g} GiB, {price})"
+        )
+    use = f"use {' or '.join(instead)} instead" if instead else "choose a current size"
+    return (
+        f"{size.name} was retired by Azure on {size.retired_on}: Batch no longer creates pools "
+        f"of it. {use[0].upper()}{use[1:]}. (Its offline estimate still works: "
+        f"azhpc.pools.estimate({size.name!r}, nodes=N).)"
+    )

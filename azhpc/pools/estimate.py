@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from azhpc.pools.catalog import ASSUMED_SPOT_DISCOUNT, PriceStatus, VmSize, price_table
+from azhpc.errors import PoolSpecError
+from azhpc.pools.catalog import (
+    ASSUMED_SPOT_DISCOUNT,
+    PriceStatus,
+    VmSize,
+    lookup_size,
+    price_table,
+)
 
-__all__ = ["CostEstimate", "estimate_cost"]
+__all__ = ["CostEstimate", "estimate", "estimate_cost"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,9 @@ class CostEstimate:
         How far the table's price can be trusted (``reference``, ``approximate``, ``unknown``).
     notes
         Everything the reader should know: assumptions, autoscale, provenance.
+    retired_on
+        The day Azure retired the size (ISO date), or ``None``: an estimate of a retired size
+        is for reference only, since Batch no longer creates it.
     """
 
     vm_size: str
@@ -38,6 +48,7 @@ class CostEstimate:
     region: str
     price_status: PriceStatus
     notes: tuple[str, ...] = ()
+    retired_on: str | None = None
 
     @property
     def dedicated_per_hour(self) -> float | None:
@@ -82,10 +93,12 @@ class CostEstimate:
         )
         total = self.per_hour
         cost = f"about {total:.2f} {self.currency}/hour" if total is not None else "price unknown"
-        return f"{nodes}, {cost}"
+        retired = f" (size retired {self.retired_on})" if self.retired_on else ""
+        return f"{nodes}, {cost}{retired}"
 
     def __str__(self) -> str:
         lines = []
+        retired = f", RETIRED {self.retired_on}" if self.retired_on else ""
         for count, kind, per_node, total in (
             (self.dedicated_nodes, "dedicated", self.dedicated_per_node, self.dedicated_per_hour),
             (self.spot_nodes, "spot", self.spot_per_node, self.spot_per_hour),
@@ -93,14 +106,14 @@ class CostEstimate:
             if not count:
                 continue
             if total is None or per_node is None:
-                lines.append(f"{count} x {self.vm_size} ({kind}): price unknown")
+                lines.append(f"{count} x {self.vm_size} ({kind}{retired}): price unknown")
             else:
                 lines.append(
-                    f"{count} x {self.vm_size} ({kind}): {total:.2f} {self.currency}/hour "
+                    f"{count} x {self.vm_size} ({kind}{retired}): {total:.2f} {self.currency}/hour "
                     f"({per_node:.3f} per node)"
                 )
         if not lines:
-            lines.append(f"0 x {self.vm_size}: 0.00 {self.currency}/hour")
+            lines.append(f"0 x {self.vm_size}{retired}: 0.00 {self.currency}/hour")
         total = self.per_hour
         head = (
             f"about {total:.2f} {self.currency}/hour"
@@ -135,6 +148,12 @@ def estimate_cost(
     table = price_table()
     notes = list(extra_notes)
     per_node = size.linux_per_hour
+    if size.retired:
+        instead = f"; current sizes: {', '.join(size.successors)}" if size.successors else ""
+        notes.append(
+            f"{size.name} was retired by Azure on {size.retired_on}: Batch no longer creates "
+            f"it, so this estimate is for reference only{instead}"
+        )
     if size.price_status is PriceStatus.REFERENCE:
         notes.append(
             f"{size.name}: the project's reference figure (no current Azure list price found; "
@@ -165,4 +184,40 @@ def estimate_cost(
         region=table.region,
         price_status=size.price_status,
         notes=tuple(notes),
+        retired_on=size.retired_on.isoformat() if size.retired else None,
     )
+
+
+def estimate(vm_size: str, nodes: int = 0, spot_nodes: int = 0) -> CostEstimate:
+    """The offline cost per hour of ``nodes`` dedicated + ``spot_nodes`` spot nodes of a size.
+
+    Unlike :meth:`PoolSpec.estimate`, this needs no creatable pool: it also prices sizes Azure
+    has retired (the estimate is then marked retired), e.g. to compare with an old budget.
+
+    Parameters
+    ----------
+    vm_size
+        A size of the price table (case-insensitive), retired ones included.
+    nodes, spot_nodes
+        Node counts (whole numbers >= 0).
+
+    Returns
+    -------
+    CostEstimate
+
+    Raises
+    ------
+    PoolSpecError
+        The size is not in the table, or a count is not a whole number >= 0.
+
+    Examples
+    --------
+    >>> print(estimate("Standard_H16r", nodes=10))  # doctest: +SKIP
+    10 x Standard_H16r (dedicated, RETIRED 2022-08-31): 18.00 EUR/hour (1.800 per node)
+    ...
+    """
+    size = lookup_size(vm_size)
+    for name, count in (("nodes", nodes), ("spot_nodes", spot_nodes)):
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise PoolSpecError(name, f"must be a whole number >= 0, got {count!r}")
+    return estimate_cost(size, nodes, spot_nodes)

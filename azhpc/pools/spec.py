@@ -17,7 +17,7 @@ from typing import Any
 
 from azhpc.errors import PoolCostError, PoolSpecError, PoolSpecWarning
 from azhpc.pools.autoscale import Autoscale
-from azhpc.pools.catalog import VmSize, price_table
+from azhpc.pools.catalog import VmSize, lookup_size, price_table, retirement_message
 from azhpc.pools.estimate import CostEstimate, estimate_cost
 
 __all__ = ["MAX_NODES_PER_POOL", "ImageReference", "PoolSpec"]
@@ -100,8 +100,10 @@ class PoolSpec:
     pool_id
         The pool's id: letters, digits, ``-`` and ``_``, at most 64 characters.
     vm_size
-        An Azure VM size from the catalogue (``azhpc.pools.price_table().names()``), e.g.
-        ``"Standard_H16r"``; case-insensitive.
+        A current Azure VM size from the catalogue
+        (``azhpc.pools.price_table().names(retired=False)``), e.g. ``"Standard_HB120rs_v3"``;
+        case-insensitive. Sizes Azure has retired are refused (their offline estimate is
+        :func:`azhpc.pools.estimate`).
     nodes
         Dedicated nodes (fixed size). Default 0.
     spot_nodes
@@ -136,14 +138,16 @@ class PoolSpec:
     PoolSpecError
         A field is wrong; the message names it and says what to do. Unknown keyword arguments
         are refused with the list of valid ones and their defaults.
+        A size Azure has retired is refused last (after the other fields' rules), naming
+        its current successors.
     PoolCostError
         The estimate is above ``max_cost_per_hour``.
 
     Examples
     --------
-    >>> spec = PoolSpec("hpc", "Standard_H16r", nodes=10)  # doctest: +SKIP
+    >>> spec = PoolSpec("hpc", "Standard_HB120rs_v3", nodes=10)  # doctest: +SKIP
     >>> print(spec.estimate())  # doctest: +SKIP
-    10 x Standard_H16r (dedicated): 18.00 EUR/hour (1.800 per node)
+    10 x Standard_HB120rs_v3 (dedicated): 36.40 EUR/hour (3.640 per node)
     ...
     """
 
@@ -183,7 +187,7 @@ class PoolSpec:
     ) -> None:
         if unknown:
             raise PoolSpecError("", _unknown_message(unknown))
-        size = _check_size(vm_size)
+        size = lookup_size(vm_size)
         values = {
             "pool_id": pool_id,
             "vm_size": size.name,
@@ -272,22 +276,6 @@ def _unknown_message(unknown: dict[str, Any]) -> str:
         f"PoolSpec got unknown keyword argument(s) {', '.join(sorted(unknown))}; valid ones "
         f"(with defaults): {_defaults_text()}"
     )
-
-
-def _check_size(vm_size: object) -> VmSize:
-    table = price_table()
-    if not isinstance(vm_size, str) or not vm_size.strip():
-        raise PoolSpecError("vm_size", f"must be an Azure VM size name, got {vm_size!r}")
-    size = table.get(vm_size)
-    if size is None:
-        close = table.suggestions(vm_size)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise PoolSpecError(
-            "vm_size",
-            f"unknown VM size {vm_size!r}; {hint}known sizes: {', '.join(table.names())} "
-            "(add a row to azhpc/pools/prices.csv for another size)",
-        )
-    return size
 
 
 def _default_image(size: VmSize, mpi: bool, container_image: str | None) -> ImageReference:
@@ -448,18 +436,22 @@ def _validate(spec: PoolSpec, size: VmSize, *, image_given: bool) -> None:
             PoolSpecWarning,
             stacklevel=3,
         )
+    if size.retired:
+        # Azure refuses to create a retired size (learn.microsoft.com: "H-series retirement",
+        # "NCv3 and NC6s NC12s NC24s Retirement"): refuse it here, before any request.
+        refuse("vm_size", retirement_message(size))
     _check_cost(spec)
 
 
 def _warn_about_mpi_image(spec: PoolSpec, size: VmSize, *, image_given: bool) -> None:
-    if not size.rdma:
-        return
+    if not size.rdma or size.retired:
+        return  # a retired size is refused next
     if not size.sriov:
         warnings.warn(
             f"{size.name} exposes RDMA through Network Direct (not SR-IOV): MPI over InfiniBand "
             "there needs Intel MPI with the ND drivers of the retired CentOS-HPC 7 images, which "
             "Batch no longer supports; MPI will fall back to TCP. For RDMA use an SR-IOV size "
-            "such as Standard_HB120rs_v3 or Standard_HC44rs.",
+            "such as Standard_HB120rs_v3 or Standard_HB176rs_v4.",
             PoolSpecWarning,
             stacklevel=4,
         )

@@ -43,6 +43,8 @@ def test_bad_pool_spec_is_refused_before_any_request(emulated):
         )
     with pytest.raises(PoolSpecError, match="Standard_D2s_v3"):
         azhpc.Pool("typo", "Standard_D2s_v3", nodes=1, session=emulated)
+    with pytest.raises(PoolSpecError, match="retired by Azure"):  # Batch refuses it (400)
+        azhpc.Pool("old", "Standard_NC6s_v3", nodes=1, session=emulated)
     assert emulator.request_counts() == {}
 
 

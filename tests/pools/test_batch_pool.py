@@ -46,7 +46,8 @@ def test_to_batch_pool_fixed_size_builds_sdk_model() -> None:
 
 def test_to_batch_pool_autoscale_builds_sdk_model() -> None:
     policy = Autoscale.follow_pending_tasks(max_nodes=10, slots_per_node=16, interval_minutes=10)
-    body = to_batch_pool(PoolSpec("p", "Standard_H16r", autoscale=policy, task_slots_per_node=16))
+    spec = PoolSpec("p", "Standard_HB120rs_v3", autoscale=policy, task_slots_per_node=16)
+    body = to_batch_pool(spec)
     assert "targetDedicatedNodes" not in body and "targetLowPriorityNodes" not in body
     pool = models.BatchPoolCreateOptions(body)
     assert pool.enable_auto_scale is True and pool.auto_scale_formula == policy.formula
@@ -84,7 +85,7 @@ def test_start_task_installs_python_azhpc_and_requirements(tmp_path) -> None:
     body = to_batch_pool(spec, azhpc_requirement="azhpc==9.9")
     script = decoded_script(body)
     assert script == start_task_script(spec, azhpc_requirement="azhpc==9.9")
-    assert 'uv" venv --python 3.12' in script
+    assert 'uv" venv --seed --python 3.12' in script
     assert "azhpc==9.9" in script and "'numpy>=1.26'" in script and "scikit-learn" in script
     assert "cloudpickle" in script and "environment.json" in script
     assert body["startTask"]["commandLine"].startswith("/bin/bash -c '")
@@ -114,7 +115,7 @@ def test_start_task_installs_apt_packages_first_and_mpi_where_the_image_lacks_it
 
     plain = PoolSpec("p", "Standard_D4s_v5", nodes=2, apt_packages=["build-essential"])
     script = start_task_script(plain)
-    assert script.index("apt-get install") < script.index('uv" venv')
+    assert script.index("install -y -qq --no-install-recommends") < script.index('uv" venv')
     assert "build-essential" in script and "openmpi" not in script and "mpi4py" not in script
     mpi = PoolSpec("m", "Standard_D4s_v5", nodes=2, mpi=True, inter_node_communication=True)
     script = start_task_script(mpi)
@@ -126,3 +127,57 @@ def test_start_task_installs_apt_packages_first_and_mpi_where_the_image_lacks_it
     subprocess.run(["bash", "-n"], input=script, text=True, check=True)
     with pytest.raises(PoolSpecError, match="apt_packages"):
         PoolSpec("p", "Standard_D4s_v5", nodes=1, apt_packages=["rm -rf /"])
+
+
+def test_start_task_apt_get_waits_for_the_dpkg_lock() -> None:
+    """At first boot unattended-upgrades holds the dpkg lock: every apt-get waits for it."""
+    spec = PoolSpec("p", "Standard_D4s_v5", nodes=2, mpi=True, inter_node_communication=True,
+                    apt_packages=["build-essential"])  # fmt: skip
+    calls = [line for line in start_task_script(spec).splitlines() if "apt-get " in line]
+    assert len(calls) == 2  # update, install
+    for line in calls:
+        assert line.startswith("apt-get -o DPkg::Lock::Timeout="), line
+        assert int(line.split("=", 1)[1].split()[0]) >= 300, line
+
+
+@pytest.mark.parametrize("kind", ["list", "environment.yml"])
+def test_node_environment_has_pip_for_run_on_pool_requirements(tmp_path, kind: str) -> None:
+    """run_on_pool(requirements=...) runs `python -m pip` with the node's interpreter, so the
+    environment the start task makes must contain pip (`uv venv` alone does not install it)."""
+    import inspect
+
+    from azhpc.backends.batch import node_command
+
+    assert '"-m", "pip", "install"' in inspect.getsource(node_command.NodeCommand.__call__)
+    requirements: object = ["numpy"]
+    if kind == "environment.yml":
+        requirements = tmp_path / kind
+        requirements.write_text("name: x\ndependencies:\n  - numpy\n")
+    script = start_task_script(PoolSpec("p", "Standard_D4s_v5", nodes=1, requirements=requirements))
+    commands = [line for line in script.splitlines() if not line.startswith("#")]
+    creates = [line for line in commands if " venv " in line or " create " in line]
+    assert len(creates) == 1, creates
+    if kind == "list":
+        assert " venv --seed " in creates[0]  # uv venv --seed installs pip
+    else:
+        assert creates[0].split()[-1] == "pip"  # micromamba create ... pip
+
+
+def test_to_batch_pool_adds_ownership_metadata() -> None:
+    from azhpc.backends.batch.pool_body import (
+        CREATED,
+        CREATED_BY,
+        OWNER,
+        SESSION,
+        ownership_metadata,
+    )
+
+    mine = ownership_metadata()
+    assert mine[CREATED_BY] == "azhpc" and "@" in mine[OWNER] and mine[SESSION]
+    assert datetime.datetime.fromisoformat(mine[CREATED].replace("Z", "+00:00"))
+    assert ownership_metadata("job-7")[SESSION] == "job-7"
+    body = to_batch_pool(PoolSpec("p", "Standard_D4s_v5", nodes=1), metadata=mine)
+    pool = models.BatchPoolCreateOptions(body)
+    items = {item.name: item.value for item in pool.metadata}
+    assert items[CREATED_BY] == "azhpc" and items[OWNER] == mine[OWNER]
+    assert items["azhpc-version"]  # the existing items stay

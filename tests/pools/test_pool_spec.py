@@ -178,9 +178,29 @@ def test_pool_spec_warns_rdma_mpi_with_non_hpc_image() -> None:
         )
 
 
-def test_pool_spec_warns_about_network_direct_rdma_on_h16r() -> None:
-    with pytest.warns(PoolSpecWarning, match="Network Direct"):
-        PoolSpec("mpi", "Standard_H16r", nodes=10, mpi=True, inter_node_communication=True)
+@pytest.mark.parametrize(
+    ("size", "day", "instead"),
+    [
+        ("Standard_H16r", "2022-08-31", "Standard_HB176rs_v4"),
+        ("standard_h16mr", "2022-08-31", "Standard_HX176rs"),
+        ("Standard_NC6s_v3", "2025-09-30", "Standard_NC24ads_A100_v4"),
+    ],
+)
+def test_pool_spec_refuses_retired_sizes_naming_current_ones(size, day, instead) -> None:
+    error = refused("vm_size", "retired by Azure on " + day, instead, "estimate(", vm_size=size)
+    assert "Use " in str(error)
+
+
+def test_pool_spec_refuses_retired_size_without_warning_about_its_rdma() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(PoolSpecError, match="retired"):
+            PoolSpec("mpi", "Standard_H16r", nodes=10, mpi=True, inter_node_communication=True)
+    # The other fields' rules come first: a spot MPI pool is refused for being spot.
+    with pytest.raises(PoolSpecError, match="spot"):
+        PoolSpec("mpi", "Standard_H16r", spot_nodes=2, mpi=True, inter_node_communication=True)
 
 
 def test_pool_spec_warns_inter_node_communication_on_one_node() -> None:
@@ -190,15 +210,15 @@ def test_pool_spec_warns_inter_node_communication_on_one_node() -> None:
 
 def test_pool_spec_max_cost_per_hour_guard() -> None:
     with pytest.raises(PoolCostError) as info:
-        PoolSpec("p", "Standard_H16r", nodes=10, max_cost_per_hour=10)
+        PoolSpec("p", "Standard_HB120rs_v3", nodes=10, max_cost_per_hour=30)
     assert info.value.field == "max_cost_per_hour"
-    assert "18.00 EUR/hour" in str(info.value) and "fewer nodes" in str(info.value)
-    assert PoolSpec("p", "Standard_H16r", nodes=10, max_cost_per_hour=20)
+    assert "36.40 EUR/hour" in str(info.value) and "fewer nodes" in str(info.value)
+    assert PoolSpec("p", "Standard_HB120rs_v3", nodes=10, max_cost_per_hour=40)
 
 
 def test_pool_spec_max_cost_refused_when_price_unknown() -> None:
     with pytest.raises(PoolCostError, match="no price on record"):
-        PoolSpec("p", "Standard_H16mr", nodes=2, max_cost_per_hour=100)
+        PoolSpec("p", "Standard_HB176rs_v4", nodes=2, max_cost_per_hour=100)
     refused(
         "max_cost_per_hour",
         "formula string",

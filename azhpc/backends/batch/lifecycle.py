@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from azhpc.backends.batch.account import call_batch
-from azhpc.backends.batch.pool_body import ENVIRONMENT_RECORD, to_batch_pool
-from azhpc.errors import ConfigError, EnvironmentMismatchError, PoolStartError
+from azhpc.backends.batch.pool_body import ENVIRONMENT_RECORD, ownership_metadata, to_batch_pool
+from azhpc.errors import BatchError, ConfigError, EnvironmentMismatchError, PoolStartError
 from azhpc.pools.catalog import price_table
 from azhpc.pools.estimate import estimate_cost
 from azhpc.progress import choose_view
@@ -38,6 +38,7 @@ __all__ = [
     "BatchPool",
     "NodeStatus",
     "check_environment",
+    "deletion_poll_seconds",
 ]
 
 #: Node states in which a node takes tasks.
@@ -50,6 +51,18 @@ ON_THE_WAY = frozenset(
 BROKEN = frozenset({"starttaskfailed", "unusable"})
 #: Batch's limit on ``autoPoolIdPrefix``.
 AUTO_POOL_PREFIX_LENGTH = 20
+#: Seconds between two looks at a pool Batch is deleting. On Azure deletion takes minutes
+#: (nodes are deallocated first: "Pools - Delete Pool", learn.microsoft.com), so asking more
+#: often only adds load; the emulator deletes in a fraction of a second.
+DELETION_POLL_SECONDS = 15.0
+EMULATED_DELETION_POLL_SECONDS = 0.1
+#: How long :meth:`BatchPool.ensure` waits for a pool of the same id to finish being deleted.
+DELETION_WAIT_SECONDS = 30 * 60.0
+
+
+def deletion_poll_seconds(account: BatchAccount) -> float:
+    """Seconds between polls while Batch deletes a pool of ``account`` (fast on the emulator)."""
+    return EMULATED_DELETION_POLL_SECONDS if account.emulated else DELETION_POLL_SECONDS
 
 
 def _client_environment() -> dict[str, str]:
@@ -185,20 +198,24 @@ class BatchPool:
 
     def exists(self) -> bool:
         """Whether the pool exists in the account (a pool being deleted still does)."""
+        return self.pool_state() is not None
+
+    def pool_state(self) -> str | None:
+        """The pool's state (``"active"`` or ``"deleting"``), or ``None`` when there is none."""
         from azure.core.exceptions import ResourceNotFoundError
 
         client = self.account.client()
 
-        def exists() -> bool:
+        def state() -> str | None:
             # Get Pool rather than the HEAD of Pool Exists: a HEAD 404 has no body, which the
             # SDK reports with a logged traceback.
             try:
-                client.get_pool(self.pool_id, select=["id"])
+                pool = client.get_pool(self.pool_id, select=["id", "state"])
             except ResourceNotFoundError:
-                return False
-            return True
+                return None
+            return _enum(pool.state) if pool.state is not None else "active"
 
-        return bool(self._call(f"check for pool {self.pool_id!r}", exists))
+        return self._call(f"check for pool {self.pool_id!r}", state)  # type: ignore[no-any-return]
 
     def pool_info(self) -> dict[str, Any]:
         """The ``poolInfo`` of a job on this pool: its id, or (job-scoped) the specification of
@@ -208,6 +225,7 @@ class BatchPool:
         body = to_batch_pool(
             self.spec,  # type: ignore[arg-type]
             node_python=sys.executable if self.account.emulated else None,
+            metadata=ownership_metadata(),
         )
         del body["id"]
         return {
@@ -234,10 +252,17 @@ class BatchPool:
                     f"pool {self.pool_id!r} created by Batch for job {self._for_job!r}, "
                     f"deleted when the job ends: {self.spec.estimate().summary_line()}"  # type: ignore[union-attr]
                 )
-            elif not self.exists():
-                self._create()
             else:
-                self._adopt()
+                state = self.pool_state()
+                if state == "deleting":
+                    # A pool of this id is still being deleted (a cell run again right after
+                    # the pool was deleted): Batch refuses every write to it with 409
+                    # PoolBeingDeleted, so wait until it is gone and create it again.
+                    state = self._wait_out_deletion()
+                if state is None:
+                    self._create()
+                else:
+                    self._adopt()
             nodes = self._wait_for_nodes()
             self.environment = self._read_environment(nodes)
             check_environment(self.environment, self.pool_id)
@@ -269,15 +294,44 @@ class BatchPool:
                 f"e.g. azhpc.Pool({self.pool_id!r}, 'Standard_D2s_v5', nodes=2)"
             )
         body = to_batch_pool(
-            self.spec, node_python=sys.executable if self.account.emulated else None
+            self.spec,
+            node_python=sys.executable if self.account.emulated else None,
+            metadata=ownership_metadata(),
         )
         self._say(f"creating pool {self.pool_id!r}: {self.spec.estimate().summary_line()}")
-        self._call(
-            f"create pool {self.pool_id!r}",
-            lambda: self.account.client().create_pool(models.BatchPoolCreateOptions(body)),
-        )
+
+        def create() -> None:
+            self.account.client().create_pool(models.BatchPoolCreateOptions(body))
+
+        try:
+            self._call(f"create pool {self.pool_id!r}", create)
+        except BatchError as error:
+            if error.code != "PoolBeingDeleted":
+                raise
+            # Deleted between our look and the create (e.g. by another client): wait, retry.
+            self._wait_out_deletion()
+            self._call(f"create pool {self.pool_id!r}", create)
         self.created = True
         _register(self)
+
+    def _wait_out_deletion(self) -> str | None:
+        """Wait until the pool Batch is deleting is gone (polling it rarely on Azure); return
+        its state then (``None``, or ``"active"`` if someone created it again meanwhile)."""
+        self._say(
+            f"pool {self.pool_id!r} is still being deleted; waiting until it is gone to create "
+            "it again (deleting a pool takes a few minutes on Azure)"
+        )
+        deadline = time.monotonic() + DELETION_WAIT_SECONDS
+        pause = deletion_poll_seconds(self.account)
+        while (state := self.pool_state()) == "deleting":
+            if time.monotonic() > deadline:
+                raise PoolStartError(
+                    f"pool {self.pool_id!r} is still being deleted after "
+                    f"{DELETION_WAIT_SECONDS / 60:.0f} minutes; try again later, or use another "
+                    "pool id"
+                )
+            time.sleep(pause)  # polling the service: Batch deletes the pool on its own
+        return state
 
     def _adopt(self) -> None:
         pool = self._call(
@@ -471,20 +525,39 @@ class BatchPool:
                 )
 
     def delete(self) -> None:
-        """Delete the pool now (whoever created it); on the emulator, wait until it is gone."""
+        """Delete the pool now (whoever created it); on the emulator, wait until it is gone.
+
+        On Azure the call returns once Batch has accepted the deletion (which then takes
+        minutes; the SDK's poller looks every :data:`DELETION_POLL_SECONDS`). A pool that is
+        already being deleted, or is gone, is fine."""
         from azure.core.exceptions import ResourceNotFoundError
 
         client = self.account.client()
+        pollers = []
 
         def delete() -> None:
             try:
-                client.begin_delete_pool(self.pool_id, polling_interval=0)
+                pollers.append(
+                    client.begin_delete_pool(
+                        self.pool_id,
+                        # The SDK's poller sleeps this long between its Get Pool calls; 0 (as
+                        # before) made it ask the service in a tight loop for minutes.
+                        polling_interval=deletion_poll_seconds(self.account),
+                    )
+                )
             except ResourceNotFoundError:
                 pass
 
-        self._call(f"delete pool {self.pool_id!r}", delete)
+        try:
+            self._call(f"delete pool {self.pool_id!r}", delete)
+        except BatchError as error:
+            if error.code != "PoolBeingDeleted":  # deleted already by someone else
+                raise
         self._ready = False
-        self._wait_until_gone()
+        if self.account.emulated:
+            if pollers:
+                pollers[0].wait(timeout=30)
+            self._wait_until_gone()
         self._say(f"pool {self.pool_id!r} deleted")
 
     def _wait_until_gone(self) -> None:

@@ -8,7 +8,13 @@ The dict uses the REST (camelCase) names, so it is both the request body and wha
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import getpass
+import os
 import shlex
+import socket
+import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,11 +24,60 @@ from azhpc.version import __version__
 if TYPE_CHECKING:
     from azhpc.pools.spec import PoolSpec
 
-__all__ = ["ENVIRONMENT_RECORD", "start_task_command_line", "start_task_script", "to_batch_pool"]
+__all__ = [
+    "APT_LOCK_TIMEOUT",
+    "CREATED",
+    "CREATED_BY",
+    "ENVIRONMENT_RECORD",
+    "OWNER",
+    "SESSION",
+    "ownership_metadata",
+    "start_task_command_line",
+    "start_task_script",
+    "to_batch_pool",
+]
 
 #: Where the start task records the node's Python, cloudpickle and azhpc versions (JSON), for
 #: the client's environment-parity check. Relative to ``$AZ_BATCH_NODE_SHARED_DIR``.
 ENVIRONMENT_RECORD = "azhpc/environment.json"
+
+#: Pool metadata (Batch ``metadata`` name/value pairs, which "the Batch service does not assign
+#: any meaning to": azure-batch's ``BatchMetadataItem``) that azhpc puts on every pool it
+#: creates, so that ``azhpc pools list`` finds the pools a killed client left running.
+CREATED_BY = "azhpc-created-by"
+#: ``user@host`` of the client that created the pool.
+OWNER = "azhpc-owner"
+#: The creating client's session (host, process and a random tag; the job id for a job's pool).
+SESSION = "azhpc-session"
+#: When the client created the pool (UTC, ISO 8601).
+CREATED = "azhpc-created"
+
+#: Seconds apt-get waits for the dpkg lock: at first boot unattended-upgrades often holds it,
+#: and apt-get would otherwise fail at once ("Could not get lock /var/lib/dpkg/lock-frontend").
+APT_LOCK_TIMEOUT = 600
+
+#: This client process's session tag (one per process).
+_SESSION_TAG = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def ownership_metadata(job_id: str | None = None) -> dict[str, str]:
+    """The metadata that marks a pool as azhpc's: creator, ``user@host``, session and time.
+
+    Parameters
+    ----------
+    job_id
+        The Batch job a job-scoped pool is created for (recorded as its session).
+    """
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (containers)
+        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+    return {
+        CREATED_BY: "azhpc",
+        OWNER: f"{user}@{socket.gethostname()}",
+        SESSION: job_id or _SESSION_TAG,
+        CREATED: dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
 
 
 def _default_azhpc_requirement() -> str:
@@ -92,11 +147,16 @@ def start_task_script(
         apt += [p for p in ("openmpi-bin", "libopenmpi-dev") if p not in apt]
     system: list[str] = []
     if apt and node_python is None:
+        # At first boot unattended-upgrades can hold the dpkg lock, and apt-get (unlike apt)
+        # fails at once; `-o DPkg::Lock::Timeout=N` makes it wait up to N seconds (apt >= 1.9.11;
+        # Ubuntu 22.04 has 2.4; see "Waiting for apt locks without the hacky bash scripts",
+        # blog.sinjakli.co.uk, 2021).
+        apt_get = f"apt-get -o DPkg::Lock::Timeout={APT_LOCK_TIMEOUT}"
         system = [
             f"# 0. system packages: {' '.join(apt)}",
             "export DEBIAN_FRONTEND=noninteractive",
-            "apt-get update -qq",
-            f"apt-get install -y -qq --no-install-recommends {' '.join(q(p) for p in apt)}",
+            f"{apt_get} update -qq",
+            f"{apt_get} install -y -qq --no-install-recommends {' '.join(q(p) for p in apt)}",
         ]
     elif apt:
         system = [
@@ -122,15 +182,17 @@ def start_task_script(
             requirements.read_text(encoding="utf-8").rstrip("\n"),
             "AZHPC_ENVIRONMENT_YML",
             f'"$ROOT/bin/micromamba" create -y -p "$ENV_DIR" -f "$ROOT/environment.yml" '
-            f"{q('python=' + spec.python)}",
+            f"{q('python=' + spec.python)} pip",
             "# 3. azhpc and cloudpickle into it",
             f'"$ROOT/bin/uv" pip install --python "$ENV_DIR/bin/python" '
             f"{' '.join(q(p) for p in packages)}",
         ]
     else:
         lines += [
-            f"# 2. Python {spec.python} (the client's major.minor) in a virtual environment",
-            f'"$ROOT/bin/uv" venv --python {q(spec.python)} "$ENV_DIR"',
+            f"# 2. Python {spec.python} (the client's major.minor) in a virtual environment, with",
+            "# pip in it (uv venv --seed: 'Install seed packages (one or more of: pip, setuptools,",
+            "# and wheel)'): run_on_pool(requirements=...) runs `python -m pip` on the node",
+            f'"$ROOT/bin/uv" venv --seed --python {q(spec.python)} "$ENV_DIR"',
         ]
         if isinstance(requirements, Path):
             lines += [
@@ -168,7 +230,11 @@ def start_task_command_line(script: str) -> str:
 
 
 def to_batch_pool(
-    spec: PoolSpec, *, azhpc_requirement: str | None = None, node_python: str | None = None
+    spec: PoolSpec,
+    *,
+    azhpc_requirement: str | None = None,
+    node_python: str | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The REST ``PoolAddParameter`` body for ``spec`` (the SDK's ``BatchPoolCreateOptions``).
 
@@ -178,6 +244,9 @@ def to_batch_pool(
         A validated pool specification.
     azhpc_requirement, node_python
         How the nodes get azhpc (see :func:`start_task_script`).
+    metadata
+        More pool metadata, e.g. :func:`ownership_metadata` (the client adds it when it
+        creates the pool).
 
     Returns
     -------
@@ -225,5 +294,6 @@ def to_batch_pool(
         {"name": "azhpc-version", "value": __version__},
         {"name": "azhpc-python", "value": spec.python},
         {"name": "azhpc-mpi", "value": str(spec.mpi).lower()},
+        *({"name": name, "value": value} for name, value in (metadata or {}).items()),
     ]
     return body

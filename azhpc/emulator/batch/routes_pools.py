@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
@@ -13,6 +14,20 @@ from azhpc.emulator.batch.server import Request, Response, Route, Service, resou
 __all__ = ["ROUTES", "add_pool"]
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+#: VM sizes Azure has retired, by lower-cased name, with their retirement day. Batch refuses
+#: to create pools of them (the emulator cannot import azhpc.pools' catalogue: it sits below
+#: it). Sources, on learn.microsoft.com: "Migrate your H and H-series Promo virtual machines
+#: by August 31, 2022" (H-series retirement) and "NCv3 and NC6s NC12s NC24s Retirement"
+#: (September 30, 2025).
+RETIRED_VM_SIZES: dict[str, dt.date] = {
+    **{
+        f"standard_{name}{promo}": dt.date(2022, 8, 31)
+        for name in ("h8", "h8m", "h16", "h16r", "h16m", "h16mr")
+        for promo in ("", "_promo")
+    },
+    **{f"standard_{name}": dt.date(2025, 9, 30) for name in ("nc6s_v3", "nc12s_v3", "nc24s_v3")},
+}
 
 
 def _require(body: dict[str, Any], *names: str) -> None:
@@ -41,11 +56,36 @@ def _count(body: dict[str, Any], name: str) -> int:
     return value
 
 
+def _being_deleted() -> ApiError:
+    # Pool_Delete (BatchService.json 2025-06-01, and the SDK's begin_delete_pool): "If you call
+    # an Update, Patch or Delete API on a Pool in the deleting state, it will fail with HTTP
+    # status code 409 with error code PoolBeingDeleted." BatchErrorCodeStrings.PoolBeingDeleted:
+    # "A pool operation was attempted which is not permitted when the pool is in the process
+    # of being deleted."
+    return ApiError(409, "PoolBeingDeleted", "The specified pool has been marked for deletion.")
+
+
 def _active_pool(service: Service, pool_id: str) -> Pool:
     pool = service.store.pool(pool_id)
     if pool.state == PoolState.DELETING:
-        raise ApiError(409, "PoolBeingDeleted", "The specified pool has been marked for deletion.")
+        raise _being_deleted()
     return pool
+
+
+def _check_vm_size(body: dict[str, Any]) -> None:
+    """A retired size is refused as Batch refuses a size it does not offer: 400
+    ``InvalidPropertyValue`` ("The value provided for one of the properties in the request body
+    is invalid.", as Azure/batch-shipyard#53 and hashicorp/terraform#36698 quote it; the
+    service logs "Invalid property value for vmSize", Azure/azure-batch-cli-extensions#119)."""
+    size = str(body.get("vmSize", ""))
+    retired = RETIRED_VM_SIZES.get(size.strip().lower())
+    if retired is not None and retired <= dt.date.today():
+        raise ApiError(
+            400,
+            "InvalidPropertyValue",
+            "The value provided for one of the properties in the request body is invalid.\n"
+            f"vmSize {size} was retired on {retired.isoformat()} and is not available.",
+        )
 
 
 def create_pool(service: Service, request: Request) -> Response:
@@ -54,7 +94,12 @@ def create_pool(service: Service, request: Request) -> Response:
     _require(body, "id")
     _check_id(body["id"], "pool")
     with service.store.lock:
-        if body["id"] in service.store.pools:
+        existing = service.store.pools.get(body["id"])
+        if existing is not None and existing.state == PoolState.DELETING:
+            # Adding a pool whose id is still being deleted is refused with PoolBeingDeleted
+            # (Azure/doAzureParallel R/cluster.R waits the deletion out on exactly that code).
+            raise _being_deleted()
+        if existing is not None:
             raise ApiError(409, "PoolExists", "The specified pool already exists.")
         pool = add_pool(service, body)
         location = f"{service.base_url}/pools/{pool.id}"
@@ -65,6 +110,7 @@ def add_pool(service: Service, body: dict[str, Any]) -> Pool:
     """Check a pool's create body (``PoolAddParameter``, or an auto pool's
     ``PoolSpecification`` with an id given) and start it. Caller holds the lock."""
     _require(body, "vmSize")
+    _check_vm_size(body)
     if "cloudServiceConfiguration" in body:
         raise ApiError(400, "InvalidPropertyValue", "cloudServiceConfiguration is retired.")
     auto = bool(body.get("enableAutoScale"))
@@ -119,11 +165,11 @@ def pool_exists(service: Service, request: Request) -> Response:
 
 
 def delete_pool(service: Service, request: Request) -> Response:
-    """``DELETE /pools/{poolId}`` (Pool_Delete): ``deleting``, then gone."""
+    """``DELETE /pools/{poolId}`` (Pool_Delete): ``deleting``, then gone; deleting a pool
+    that is already being deleted is 409 ``PoolBeingDeleted``."""
     with service.store.lock:
-        pool = service.store.pool(request.args["poolId"])
-        if pool.state != PoolState.DELETING:
-            service.engine.delete_pool(pool)
+        pool = _active_pool(service, request.args["poolId"])
+        service.engine.delete_pool(pool)
         return Response(202)
 
 
