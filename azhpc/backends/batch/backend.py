@@ -219,6 +219,7 @@ class BatchBackend(Backend):
                 self._runs.pop(spec.job_id, None)
             self._terminate(batch_job_id)
             raise
+        self._terminate_when_all_complete(batch_job_id)
         self._ensure_poller()
         self._wake.set()
 
@@ -234,7 +235,7 @@ class BatchBackend(Backend):
                 "id": batch_job_id,
                 "displayName": spec.name[:1024],
                 "poolInfo": self.pool.pool_info(),  # type: ignore[union-attr]
-                "onAllTasksComplete": "terminatejob",
+                "onAllTasksComplete": "noaction",
                 "commonEnvironmentSettings": [
                     {"name": JOB_KEY_VARIABLE, "value": key},
                     {"name": "PYTHONUNBUFFERED", "value": "1"},
@@ -260,6 +261,33 @@ class BatchBackend(Backend):
                 self._adopted.add(batch_job_id)
                 return batch_job_id
             attempt += 1  # ended (e.g. cancelled): the unfinished tasks run in a new Batch job
+
+    def _terminate_when_all_complete(self, batch_job_id: str) -> None:
+        """Switch the job to ``onAllTasksComplete: terminatejob`` now that every task is added,
+        as the spec advises, so the job (and a job-scoped pool) ends even if this client dies.
+
+        When every task has already completed, Batch (and the emulator) ends the job on the
+        switch; a job that has ended meanwhile (cancelled) is left as it is. Either way this
+        client deletes the job once it has gathered the outcomes.
+        """
+        from azure.batch import models
+
+        try:
+            self._call(
+                f"switch job {batch_job_id!r} to end when its tasks are complete",
+                lambda: self._client().update_job(
+                    batch_job_id,
+                    models.BatchJobUpdateOptions(all_tasks_complete_mode="terminatejob"),
+                ),
+            )
+        except BatchError as error:
+            if error.code not in ("JobNotFound", "JobCompleted", "JobBeingDeleted"):
+                logger.warning(
+                    "Batch job %s will not end by itself (%s); azhpc ends it once its outcomes "
+                    "are gathered",
+                    batch_job_id,
+                    error,
+                )
 
     def _job_pool_id(self, batch_job_id: str) -> str:
         """The id of the pool Batch created for a job on an auto pool."""
