@@ -63,13 +63,35 @@ STDERR_TAIL = 2000
 #: (Batch's task counts can lag behind).
 FULL_LIST_EVERY = 10
 #: Tasks completed this long before the last poll are still looked for (clock differences).
-_CLOCK_MARGIN = dt.timedelta(seconds=60)
+_CLOCK_MARGIN = dt.timedelta(seconds=10)
 
 _SELECT = ["id", "state", "stateTransitionTime", "executionInfo", "nodeInfo"]
 
 
 def _odata_time(t: dt.datetime) -> str:
     return "datetime'" + t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") + "'"
+
+
+def task_filter(since: dt.datetime) -> str:
+    """The ``$filter`` of a poll: unfinished tasks, and tasks completed since ``since``.
+
+    Only what "OData filters in Azure Batch" (learn.microsoft.com/rest/api/batchservice/
+    odata-filters-in-batch, "List tasks") lists as filterable: ``state`` with ``eq`` and
+    ``stateTransitionTime`` with ``ge``. Retry and requeue counts are not filterable; they come
+    from the ``executionInfo`` of the listed tasks.
+
+    Parameters
+    ----------
+    since
+        Tasks completed at or after this time (the service's clock) are listed too.
+
+    Returns
+    -------
+    str
+        The OData filter.
+    """
+    unfinished = " or ".join(f"state eq '{state}'" for state in ("active", "preparing", "running"))
+    return f"{unfinished} or (state eq 'completed' and stateTransitionTime ge {_odata_time(since)})"
 
 
 @dataclass
@@ -401,12 +423,7 @@ class BatchBackend(Backend):
         run.polls_since_list += 1
         if key == run.last_counts and run.polls_since_list < FULL_LIST_EVERY:
             return
-        since = (run.last_poll or started) - _CLOCK_MARGIN
-        query = (
-            "state ne 'completed' or ((executionInfo/retryCount gt 0 or "
-            "executionInfo/requeueCount gt 0 or executionInfo/result eq 'failure') and "
-            f"stateTransitionTime ge {_odata_time(since)})"
-        )
+        query = task_filter((run.last_poll or started) - _CLOCK_MARGIN)
         listed = self._call(
             f"list the tasks of job {run.batch_job_id!r}",
             lambda: list(
