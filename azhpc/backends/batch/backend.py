@@ -20,6 +20,8 @@ How a job runs:
    requeues are read from each listed task's ``executionInfo``). Tasks that left the list are
    complete: their outcomes are read from the lake, their seals checked, and only then
    unpickled.
+6. Once every outcome is gathered, the Batch job is deleted (Batch limits how many jobs an
+   account holds); a job whose client died is left for ``azhpc.attach()``.
 
 Retries are Batch's own (``maxTaskRetryCount`` = the job's ``retries``): a failed attempt (the
 function raised, or the process died) runs again; a task whose node was preempted is requeued
@@ -70,7 +72,7 @@ FULL_LIST_EVERY = 10
 #: Tasks completed this long before the last poll are still listed (clock differences between
 #: this machine and the service); an outcome found without its listing is still gathered.
 _CLOCK_MARGIN = dt.timedelta(seconds=10)
-#: Seconds between the status requests of a long-running operation (terminate) on
+#: Seconds between the status requests of a long-running operation (terminate, delete) on
 #: Azure: the SDK's own default. On the emulator the operations take milliseconds.
 LRO_INTERVAL = 5.0
 _EMULATED_LRO_INTERVAL = 0.05
@@ -515,6 +517,7 @@ class BatchBackend(Backend):
         if not run.pending:
             with self._lock:
                 self._runs.pop(run.spec.job_id, None)
+            self._delete(run.batch_job_id)
 
     def _lost(self, run: _Run, task_id: str, task: Any) -> TaskOutcome:
         """A completed task without an outcome: its process died; say how, with stderr's end."""
@@ -542,7 +545,7 @@ class BatchBackend(Backend):
     # -- ending ---------------------------------------------------------------------------------
 
     def _lro_interval(self) -> float:
-        """Seconds between the status requests of a terminate: the SDK's 5 s on
+        """Seconds between the status requests of a terminate or delete: the SDK's 5 s on
         Azure (polling without a pause would hammer the service), 50 ms on the emulator."""
         return _EMULATED_LRO_INTERVAL if self.account.emulated else LRO_INTERVAL
 
@@ -561,6 +564,23 @@ class BatchBackend(Backend):
         except BatchError as error:
             if error.code not in ("JobNotFound", "JobCompleted", "JobTerminating"):
                 logger.warning("could not end Batch job %s: %s", batch_job_id, error)
+
+    def _delete(self, batch_job_id: str) -> None:
+        """Delete a Batch job whose outcomes this client has gathered (its tasks go with it).
+
+        The service deletes in the background; the SDK's poller watches it at
+        :meth:`_lro_interval`, and nothing here waits for it.
+        """
+        try:
+            self._call(
+                f"delete job {batch_job_id!r}",
+                lambda: self._client().begin_delete_job(
+                    batch_job_id, polling_interval=self._lro_interval()
+                ),
+            )
+        except BatchError as error:
+            if error.code not in ("JobNotFound", "JobBeingDeleted"):
+                logger.warning("could not delete Batch job %s: %s", batch_job_id, error)
 
     def cancel(self, job_id: str) -> None:
         with self._lock:
