@@ -1,10 +1,14 @@
-"""Short-lived, narrowly scoped SAS URLs to lake blobs, for Batch nodes.
+"""Narrowly scoped SAS URLs to lake blobs, for Batch nodes, valid for as long as a job lasts.
 
 Batch nodes download task inputs (ResourceFiles) and upload outcomes (OutputFiles) over plain
 HTTPS with a SAS URL each: read-only on the one blob a task reads, create/write-only on the
-container it writes into, valid for a few hours. With an account key (Azurite, or an ``azure``
-profile with a key or connection string) the SAS is signed with the key; with an Azure AD
-credential it is a *user delegation* SAS signed with a key Azure hands out for that purpose.
+container it writes into. The URLs are baked into the tasks when they are added, and a task may
+wait in the queue, or be retried or requeued, long after that: so they stay valid for as long
+as a job may reasonably last, :data:`DEFAULT_LIFETIME` (almost 7 days). With an account key
+(Azurite, or an ``azure`` profile with a key or connection string) the SAS is signed with the
+key; with an Azure AD credential it is a *user delegation* SAS signed with a key Azure hands
+out for that purpose, which lives at most 7 days: a job whose tasks start later than that needs
+a pool with a managed identity instead.
 
 The URLs are secrets: they go into Batch requests and nowhere else (never a repr, a log line
 or an error message).
@@ -23,8 +27,14 @@ if TYPE_CHECKING:
 
 __all__ = ["SasSigner"]
 
-#: How long a SAS handed to a Batch node stays valid.
-DEFAULT_LIFETIME = dt.timedelta(hours=8)
+#: The longest a user delegation key may live: "The end time for the user delegation key. Must
+#: be within 7 days of the current time" (Get User Delegation Key, learn.microsoft.com).
+DELEGATION_KEY_MAX = dt.timedelta(days=7)
+#: How long a SAS handed to a Batch node stays valid: as long as the user delegation key that
+#: signs it can live, less the hour of slack that key gets (see ``_signing``) and the half hour
+#: before its expiry at which it is renewed. Tasks are added with their SAS URLs and may be
+#: queued, retried or requeued for days; an 8-hour SAS failed them.
+DEFAULT_LIFETIME = DELEGATION_KEY_MAX - dt.timedelta(hours=2)
 #: Renew user delegation keys and cached container URLs this long before they expire.
 _MARGIN = dt.timedelta(minutes=30)
 
@@ -37,10 +47,20 @@ class SasSigner:
     lake
         An ``emulated`` or ``azure`` lake (blob storage).
     lifetime
-        How long each SAS is valid.
+        How long each SAS is valid (at most :data:`DEFAULT_LIFETIME`, the default).
+
+    Raises
+    ------
+    ConfigError
+        The lake is a local folder, or ``lifetime`` is longer than :data:`DEFAULT_LIFETIME`.
     """
 
     def __init__(self, lake: Lake, *, lifetime: dt.timedelta = DEFAULT_LIFETIME) -> None:
+        if lifetime > DEFAULT_LIFETIME:
+            raise ConfigError(
+                f"a SAS for Batch nodes can live at most {DEFAULT_LIFETIME} (a user delegation "
+                f"key lives at most 7 days), not {lifetime}; give a shorter lifetime"
+            )
         if lake.is_local:
             raise ConfigError(
                 "Batch nodes read the lake over HTTPS: the local profile's folder cannot be "
@@ -82,7 +102,7 @@ class SasSigner:
                 elif settings.sas_token is not None:
                     raise ConfigError(
                         f"the azure profile {settings.name!r} authenticates with a SAS token, "
-                        "from which azhpc cannot make the narrower, short-lived SAS that Batch "
+                        "from which azhpc cannot make the narrower SAS that Batch "
                         "nodes need: use an account key, a connection string or an Azure AD "
                         "credential (DefaultAzureCredential) for Batch"
                     )

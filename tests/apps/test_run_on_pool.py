@@ -246,12 +246,13 @@ def test_attach_keeps_the_tasks_pinned_to_their_nodes(batch_session, tmp_path: P
         )
         wait_until(lambda: job.progress.running == 2, timeout=60, what="both tasks running")
         job.cancel()  # the Batch job ends; its tasks did not finish
-        gate.touch()
         again = azhpc.attach(job.job_id, pool=pool)
+        # Read the rerun's tasks while they wait: a finished job is deleted once gathered.
+        rerun = f"{job.job_id}-r1"
+        affinity = {t.id: t.affinity_info.affinity_id for t in client.list_tasks(rerun)}
+        gate.touch()
         runs = again.result(timeout=120)
         assert [r.stdout.strip() for r in runs] == sorted(pool.nodes())
-    rerun = f"{job.job_id}-r1"
-    affinity = {t.id: t.affinity_info.affinity_id for t in client.list_tasks(rerun)}
     assert affinity == {
         "task-00000": f"TVM:{runs[0].node}",
         "task-00001": f"TVM:{runs[1].node}",

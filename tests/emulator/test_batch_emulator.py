@@ -170,7 +170,68 @@ def test_tasks_list_filter_select_paging_returns_each_task_once(
     assert sorted(t.id for t in done) == [f"t{i:02d}" for i in range(23)]
     assert all(t.state == "completed" and t.command_line is None for t in done)
     assert batch_emulator.request_counts()["Task_List"] == 5
-    assert list(client.list_tasks("j", filter="state ne 'completed'")) == []
+    assert list(client.list_tasks("j", filter="state eq 'active' or state eq 'running'")) == []
+    recent = "state eq 'completed' and stateTransitionTime ge datetime'2000-01-01T00:00:00Z'"
+    assert len(list(client.list_tasks("j", filter=recent))) == 23
+    assert list(client.list_tasks("j", filter="executionInfo/exitCode ne 0")) == []
+    assert sorted(t.id for t in client.list_tasks("j", filter="startswith(id, 't0')")) == [
+        f"t{i:02d}" for i in range(10)
+    ]
+
+
+def _refusal(call: Callable[[], Any]) -> dict[str, Any]:
+    """The Batch error body of a call the service refuses."""
+    from azure.core.exceptions import HttpResponseError
+
+    with pytest.raises(HttpResponseError) as info:
+        call()
+    return {"status": info.value.status_code, **info.value.response.json()}
+
+
+@pytest.mark.parametrize(
+    "refused",
+    [
+        "executionInfo/retryCount gt 0",  # not filterable (OData filters in Azure Batch)
+        "executionInfo/requeueCount gt 0",
+        "state ne 'completed'",  # List tasks: state takes eq only
+        "not (state eq 'active')",  # conditions combine with and/or only
+        "startswith(state, 'act')",  # startswith is for id
+        "executionInfo/exitCode eq '0'",  # an Int property with a string literal
+        "stateTransitionTime ge '2025-01-01'",  # a DateTime property without datetime'...'
+        "state eq 'deleted'",  # not a task state
+        "commandLine eq 'true'",
+    ],
+)
+def test_task_list_filter_refuses_what_batch_does_not_document(
+    client: Any, make_pool: Any, refused: str
+) -> None:
+    client.create_job(
+        models.BatchJobCreateOptions(id="j", pool_info=models.BatchPoolInfo(pool_id="none"))
+    )
+    body = _refusal(lambda: list(client.list_tasks("j", filter=refused)))
+    assert (body["status"], body["code"]) == (400, "InvalidQueryParameterValue")
+    values = {v["key"]: v["value"] for v in body["values"]}
+    assert values["QueryParameterName"] == "$filter"
+    assert values["QueryParameterValue"] == refused
+    assert values["Reason"]
+
+
+def test_pool_job_and_node_lists_filter_on_their_documented_properties(
+    client: Any, make_pool: Any
+) -> None:
+    make_pool("p", nodes=1)
+    client.create_job(
+        models.BatchJobCreateOptions(id="j", pool_info=models.BatchPoolInfo(pool_id="p"))
+    )
+    assert [p.id for p in client.list_pools(filter="startswith(id, 'p') and state eq 'active'")]
+    assert [j.id for j in client.list_jobs(filter="executionInfo/poolId eq 'p'")] == ["j"]
+    assert [n.state for n in client.list_nodes("p", filter="state ne 'offline'")] == ["idle"]
+    for call in (
+        lambda: list(client.list_pools(filter="targetDedicatedNodes gt 0")),
+        lambda: list(client.list_jobs(filter="poolInfo/poolId eq 'p'")),
+        lambda: list(client.list_nodes("p", filter="id eq 'tvmps_0001_d'")),
+    ):
+        assert _refusal(call)["code"] == "InvalidQueryParameterValue"
 
 
 def test_task_environment_and_stdout_via_download(client: Any, make_pool: Any) -> None:
@@ -420,9 +481,7 @@ def test_auto_pool_lives_exactly_as_long_as_its_job(client: Any) -> None:
     )
     client.create_job(
         models.BatchJobCreateOptions(
-            id="j",
-            pool_info=models.BatchPoolInfo(auto_pool_specification=auto),
-            all_tasks_complete_mode="terminatejob",
+            id="j", pool_info=models.BatchPoolInfo(auto_pool_specification=auto)
         )
     )
     job = client.get_job("j")
@@ -431,6 +490,7 @@ def test_auto_pool_lives_exactly_as_long_as_its_job(client: Any) -> None:
     assert job.pool_info.auto_pool_specification.pool_lifetime_option == "job"
     assert [p.id for p in client.list_pools()] == [pool_id]
     client.create_task("j", _task("a", "echo on $AZ_BATCH_POOL_ID"))
+    client.update_job("j", models.BatchJobUpdateOptions(all_tasks_complete_mode="terminatejob"))
     wait_until(lambda: client.get_job("j").state == "completed", timeout=20, what="job end")
     task = client.get_task("j", "a")
     assert task.execution_info.exit_code == 0 and task.node_info.pool_id == pool_id
@@ -558,3 +618,86 @@ def test_multi_instance_failures_and_pools_that_cannot_run_them(
     # More instances than nodes, or a pool without inter-node communication: never scheduled.
     assert client.get_task("j", "big").state == "active"
     assert client.get_task("k", "no-ib").state == "active"
+
+
+def test_terminatejob_job_without_tasks_ends_at_once(client: Any, make_pool: Any) -> None:
+    # "if a Job contains no Tasks, then all Tasks are considered complete" (onAllTasksComplete)
+    make_pool("p", nodes=1)
+    client.create_job(
+        models.BatchJobCreateOptions(
+            id="j",
+            pool_info=models.BatchPoolInfo(pool_id="p"),
+            all_tasks_complete_mode="terminatejob",
+        )
+    )
+    job = client.get_job("j")
+    assert job.state == "completed" and job.execution_info.termination_reason == "AllTasksComplete"
+    body = _refusal(lambda: client.create_task("j", _task("late", "true")))
+    assert (body["status"], body["code"]) == (409, "JobCompleted")
+
+
+def test_job_switched_to_terminatejob_ends_when_its_tasks_are_complete(
+    client: Any, make_pool: Any
+) -> None:
+    make_pool("p", nodes=1)
+    for job_id in ("early", "late"):
+        client.create_job(
+            models.BatchJobCreateOptions(id=job_id, pool_info=models.BatchPoolInfo(pool_id="p"))
+        )
+        client.create_task(job_id, _task("a", "true"))
+    switch = models.BatchJobUpdateOptions(all_tasks_complete_mode="terminatejob")
+    client.update_job("early", switch)  # its task is still to run
+    wait_until(lambda: client.get_job("early").state == "completed", timeout=10)
+    wait_until(lambda: client.get_task("late", "a").state == "completed", timeout=10)
+    assert client.get_job("late").state == "active"  # noaction: stays active
+    client.update_job("late", switch)  # every task already complete: it ends on the switch
+    assert client.get_job("late").state == "completed"
+    # "You may not change the value from terminatejob to noaction" (BatchJobUpdateOptions)
+    back = models.BatchJobUpdateOptions(all_tasks_complete_mode="noaction")
+    body = _refusal(lambda: client.update_job("early", back))
+    assert (body["status"], body["code"]) == (400, "InvalidPropertyValue")
+
+
+def test_deleted_job_is_gone_with_its_tasks(client: Any, make_pool: Any) -> None:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    make_pool("p", nodes=1)
+    client.create_job(
+        models.BatchJobCreateOptions(id="j", pool_info=models.BatchPoolInfo(pool_id="p"))
+    )
+    client.create_tasks("j", [_task(f"t{i}", "true") for i in range(3)])
+    wait_until(_all_completed(client, "j", 3), timeout=10)
+    client.begin_delete_job("j", polling_interval=0.05).result()
+    assert [j.id for j in client.list_jobs()] == []
+    with pytest.raises(ResourceNotFoundError):
+        list(client.list_tasks("j"))
+    with pytest.raises(ResourceNotFoundError):
+        client.get_task("j", "t0")
+
+
+def test_throttled_requests_answer_429_or_503_with_retry_after(
+    batch_emulator: BatchEmulator, client: Any
+) -> None:
+    from azure.batch import BatchClient
+    from azure.core.credentials import AzureNamedKeyCredential
+    from azure.core.exceptions import HttpResponseError
+
+    credential = AzureNamedKeyCredential(batch_emulator.account_name, batch_emulator.account_key)
+    no_retries = BatchClient(endpoint=batch_emulator.url, credential=credential, retry_total=0)
+    batch_emulator.throttle(["Job_List"], status=429, count=1, retry_after=2)
+    batch_emulator.throttle(["Pool_List"], status=503, count=1, retry_after=3)
+    with pytest.raises(HttpResponseError) as info:
+        list(no_retries.list_jobs())
+    assert info.value.status_code == 429 and info.value.response.headers["Retry-After"] == "2"
+    assert info.value.response.json()["code"] == "TooManyRequests"
+    with pytest.raises(HttpResponseError) as info:
+        list(no_retries.list_pools())
+    assert info.value.status_code == 503 and info.value.response.headers["Retry-After"] == "3"
+    assert info.value.response.json()["code"] == "ServerBusy"
+    assert list(no_retries.list_jobs()) == []  # count=1: the next one is answered
+
+    # The SDK's retry policy honours Retry-After and rides through.
+    batch_emulator.reset_request_counts()
+    batch_emulator.throttle(["Job_List"], status=503, count=2, retry_after=0)
+    assert list(client.list_jobs()) == []
+    assert batch_emulator.request_counts()["Job_List"] == 3

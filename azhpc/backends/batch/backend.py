@@ -11,10 +11,17 @@ How a job runs:
 3. The node seals the outcome with the job's key; OutputFiles upload it (write-only SAS) to
    ``jobs/<job>/outcomes/<task>`` in the lake when the task completes, and stderr/stdout to
    ``jobs/<job>/logs/<task>/`` when it fails.
-4. One thread polls every active job: one ``Get Task Counts`` request, and when they changed,
-   one ``List Tasks`` of the unfinished tasks (plus retried, requeued or failed ones that just
-   completed), 1000 per page. Tasks that left the list are complete: their outcomes are read
-   from the lake, their seals checked, and only then unpickled.
+4. Once every task is added, the job is switched to ``onAllTasksComplete: terminatejob`` (it
+   is created with ``noaction``: Batch counts a job without tasks as having all its tasks
+   complete, so a job created with ``terminatejob`` could end before its tasks are added).
+5. One thread polls every active job: one ``Get Task Counts`` request, and when they changed,
+   one ``List Tasks`` of the unfinished tasks plus those completed since the last poll, 1000
+   per page, filtered on the properties Batch documents as filterable only (retries and
+   requeues are read from each listed task's ``executionInfo``). Tasks that left the list are
+   complete: their outcomes are read from the lake, their seals checked, and only then
+   unpickled.
+6. Once every outcome is gathered, the Batch job is deleted (Batch limits how many jobs an
+   account holds); a job whose client died is left for ``azhpc.attach()``.
 
 Retries are Batch's own (``maxTaskRetryCount`` = the job's ``retries``): a failed attempt (the
 function raised, or the process died) runs again; a task whose node was preempted is requeued
@@ -62,14 +69,41 @@ STDERR_TAIL = 2000
 #: Poll with a full List Tasks at least every this many polls, even when counts look unchanged
 #: (Batch's task counts can lag behind).
 FULL_LIST_EVERY = 10
-#: Tasks completed this long before the last poll are still looked for (clock differences).
-_CLOCK_MARGIN = dt.timedelta(seconds=60)
+#: Tasks completed this long before the last poll are still listed (clock differences between
+#: this machine and the service); an outcome found without its listing is still gathered.
+_CLOCK_MARGIN = dt.timedelta(seconds=10)
+#: Seconds between the status requests of a long-running operation (terminate, delete) on
+#: Azure: the SDK's own default. On the emulator the operations take milliseconds.
+LRO_INTERVAL = 5.0
+_EMULATED_LRO_INTERVAL = 0.05
 
 _SELECT = ["id", "state", "stateTransitionTime", "executionInfo", "nodeInfo"]
 
 
 def _odata_time(t: dt.datetime) -> str:
     return "datetime'" + t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") + "'"
+
+
+def task_filter(since: dt.datetime) -> str:
+    """The ``$filter`` of a poll: unfinished tasks, and tasks completed since ``since``.
+
+    Only what "OData filters in Azure Batch" (learn.microsoft.com/rest/api/batchservice/
+    odata-filters-in-batch, "List tasks") lists as filterable: ``state`` with ``eq`` and
+    ``stateTransitionTime`` with ``ge``. Retry and requeue counts are not filterable; they come
+    from the ``executionInfo`` of the listed tasks.
+
+    Parameters
+    ----------
+    since
+        Tasks completed at or after this time (the service's clock) are listed too.
+
+    Returns
+    -------
+    str
+        The OData filter.
+    """
+    unfinished = " or ".join(f"state eq '{state}'" for state in ("active", "preparing", "running"))
+    return f"{unfinished} or (state eq 'completed' and stateTransitionTime ge {_odata_time(since)})"
 
 
 @dataclass
@@ -219,6 +253,7 @@ class BatchBackend(Backend):
                 self._runs.pop(spec.job_id, None)
             self._terminate(batch_job_id)
             raise
+        self._terminate_when_all_complete(batch_job_id)
         self._ensure_poller()
         self._wake.set()
 
@@ -234,7 +269,11 @@ class BatchBackend(Backend):
                 "id": batch_job_id,
                 "displayName": spec.name[:1024],
                 "poolInfo": self.pool.pool_info(),  # type: ignore[union-attr]
-                "onAllTasksComplete": "terminatejob",
+                # Not terminatejob yet: "if a Job contains no Tasks, then all Tasks are
+                # considered complete" (BatchJobCreateOptions.onAllTasksComplete, BatchService.json
+                # 2025-06-01), so the job could end before its tasks are added.
+                # _terminate_when_all_complete switches it once they all are.
+                "onAllTasksComplete": "noaction",
                 "commonEnvironmentSettings": [
                     {"name": JOB_KEY_VARIABLE, "value": key},
                     {"name": "PYTHONUNBUFFERED", "value": "1"},
@@ -260,6 +299,33 @@ class BatchBackend(Backend):
                 self._adopted.add(batch_job_id)
                 return batch_job_id
             attempt += 1  # ended (e.g. cancelled): the unfinished tasks run in a new Batch job
+
+    def _terminate_when_all_complete(self, batch_job_id: str) -> None:
+        """Switch the job to ``onAllTasksComplete: terminatejob`` now that every task is added,
+        as the spec advises, so the job (and a job-scoped pool) ends even if this client dies.
+
+        When every task has already completed, Batch (and the emulator) ends the job on the
+        switch; a job that has ended meanwhile (cancelled) is left as it is. Either way this
+        client deletes the job once it has gathered the outcomes.
+        """
+        from azure.batch import models
+
+        try:
+            self._call(
+                f"switch job {batch_job_id!r} to end when its tasks are complete",
+                lambda: self._client().update_job(
+                    batch_job_id,
+                    models.BatchJobUpdateOptions(all_tasks_complete_mode="terminatejob"),
+                ),
+            )
+        except BatchError as error:
+            if error.code not in ("JobNotFound", "JobCompleted", "JobBeingDeleted"):
+                logger.warning(
+                    "Batch job %s will not end by itself (%s); azhpc ends it once its outcomes "
+                    "are gathered",
+                    batch_job_id,
+                    error,
+                )
 
     def _job_pool_id(self, batch_job_id: str) -> str:
         """The id of the pool Batch created for a job on an auto pool."""
@@ -373,12 +439,7 @@ class BatchBackend(Backend):
         run.polls_since_list += 1
         if key == run.last_counts and run.polls_since_list < FULL_LIST_EVERY:
             return
-        since = (run.last_poll or started) - _CLOCK_MARGIN
-        query = (
-            "state ne 'completed' or ((executionInfo/retryCount gt 0 or "
-            "executionInfo/requeueCount gt 0 or executionInfo/result eq 'failure') and "
-            f"stateTransitionTime ge {_odata_time(since)})"
-        )
+        query = task_filter((run.last_poll or started) - _CLOCK_MARGIN)
         listed = self._call(
             f"list the tasks of job {run.batch_job_id!r}",
             lambda: list(
@@ -456,6 +517,7 @@ class BatchBackend(Backend):
         if not run.pending:
             with self._lock:
                 self._runs.pop(run.spec.job_id, None)
+            self._delete(run.batch_job_id)
 
     def _lost(self, run: _Run, task_id: str, task: Any) -> TaskOutcome:
         """A completed task without an outcome: its process died; say how, with stderr's end."""
@@ -482,6 +544,11 @@ class BatchBackend(Backend):
 
     # -- ending ---------------------------------------------------------------------------------
 
+    def _lro_interval(self) -> float:
+        """Seconds between the status requests of a terminate or delete: the SDK's 5 s on
+        Azure (polling without a pause would hammer the service), 50 ms on the emulator."""
+        return _EMULATED_LRO_INTERVAL if self.account.emulated else LRO_INTERVAL
+
     def _terminate(self, batch_job_id: str) -> None:
         from azure.batch.models._models import BatchJobTerminateOptions
 
@@ -491,12 +558,29 @@ class BatchBackend(Backend):
                 lambda: self._client().begin_terminate_job(
                     batch_job_id,
                     options=BatchJobTerminateOptions(termination_reason="azhpc: cancelled"),
-                    polling_interval=0,
+                    polling_interval=self._lro_interval(),
                 ),
             )
         except BatchError as error:
             if error.code not in ("JobNotFound", "JobCompleted", "JobTerminating"):
                 logger.warning("could not end Batch job %s: %s", batch_job_id, error)
+
+    def _delete(self, batch_job_id: str) -> None:
+        """Delete a Batch job whose outcomes this client has gathered (its tasks go with it).
+
+        The service deletes in the background; the SDK's poller watches it at
+        :meth:`_lro_interval`, and nothing here waits for it.
+        """
+        try:
+            self._call(
+                f"delete job {batch_job_id!r}",
+                lambda: self._client().begin_delete_job(
+                    batch_job_id, polling_interval=self._lro_interval()
+                ),
+            )
+        except BatchError as error:
+            if error.code not in ("JobNotFound", "JobBeingDeleted"):
+                logger.warning("could not delete Batch job %s: %s", batch_job_id, error)
 
     def cancel(self, job_id: str) -> None:
         with self._lock:

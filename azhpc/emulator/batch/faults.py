@@ -15,6 +15,14 @@ No SharedKey; loopback clients only. All bodies are JSON.
                                                             ``starttaskfailed``; ``false`` heals
                                                             and reboots them; ``"nodes": [...]``
                                                             limits it to those nodes
+``POST /_emulator/throttle``                                body ``{"operations": ["Task_List"],
+                                                            "status": 503, "count": 2,
+                                                            "retryAfter": 1}``: the next ``count``
+                                                            requests of each operation (``"*"``:
+                                                            any) answer 429 ``TooManyRequests``
+                                                            or 503 ``ServerBusy`` with a
+                                                            ``Retry-After`` header (seconds)
+``DELETE /_emulator/throttle``                              stop throttling
 ``GET /_emulator/requestcounts``                            ``{"Task_AddCollection": 3, ...}``
 ``DELETE /_emulator/requestcounts``                         reset the counts
 ``GET /_emulator/health``                                   ``{"account": name, "pools": n}``
@@ -23,7 +31,10 @@ No SharedKey; loopback clients only. All bodies are JSON.
 
 from __future__ import annotations
 
-from azhpc.emulator.batch.model import ApiError, NodeState
+from azhpc.emulator.batch.model import ApiError, NodeState, Throttle
+from azhpc.emulator.batch.routes_jobs import ROUTES as JOB_ROUTES
+from azhpc.emulator.batch.routes_node_files import ROUTES as NODE_FILE_ROUTES
+from azhpc.emulator.batch.routes_pools import ROUTES as POOL_ROUTES
 from azhpc.emulator.batch.server import Request, Response, Route, Service
 
 __all__ = ["CONTROL_ROUTES"]
@@ -82,6 +93,44 @@ def start_task_failure(service: Service, request: Request) -> Response:
         return Response(200, {"pool": pool.id, "failStartTask": pool.fail_start_task})
 
 
+def throttle(service: Service, request: Request) -> Response:
+    """Throttle chosen operations, as Batch does under load: 429 or 503 with ``Retry-After``
+    ("Error handling and detection in Azure Batch", learn.microsoft.com: "Throttling related
+    errors. These errors include 429 or 503 status code HTTP responses with the Retry-after
+    header")."""
+    body = request.json()
+    operations = body.get("operations")
+    status = body.get("status", 503)
+    count = body.get("count", 1)
+    retry_after = body.get("retryAfter", 1)
+    if not isinstance(operations, list) or not operations:
+        raise ApiError(400, "InvalidRequestBody", "operations: a list of REST operation ids")
+    if status not in (429, 503):
+        raise ApiError(400, "InvalidRequestBody", "status must be 429 or 503")
+    for name, value in (("count", count), ("retryAfter", retry_after)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ApiError(400, "InvalidRequestBody", f"{name} must be a whole number >= 0")
+    known = {route.operation for route in (*JOB_ROUTES, *POOL_ROUTES, *NODE_FILE_ROUTES)}
+    known.add("*")
+    unknown = sorted(set(map(str, operations)) - known)
+    if unknown:
+        raise ApiError(400, "InvalidRequestBody", f"unknown operation(s): {', '.join(unknown)}")
+    with service.store.lock:
+        for operation in operations:
+            if count:
+                service.store.throttles[operation] = Throttle(status, count, retry_after)
+            else:
+                service.store.throttles.pop(operation, None)
+        return Response(200, {"throttled": sorted(service.store.throttles)})
+
+
+def stop_throttling(service: Service, request: Request) -> Response:
+    """Answer every operation normally again."""
+    with service.store.lock:
+        service.store.throttles.clear()
+        return Response(200, {"throttled": []})
+
+
 def request_counts(service: Service, request: Request) -> Response:
     """Requests received in the Batch namespace, by REST operation id."""
     with service.store.lock:
@@ -110,6 +159,8 @@ CONTROL_ROUTES = [
         "starttaskfailure",
         start_task_failure,
     ),
+    Route("POST", "/_emulator/throttle", "throttle", throttle),
+    Route("DELETE", "/_emulator/throttle", "throttle", stop_throttling),
     Route("GET", "/_emulator/requestcounts", "requestcounts", request_counts),
     Route("DELETE", "/_emulator/requestcounts", "requestcounts", reset_request_counts),
     Route("GET", "/_emulator/health", "health", health),

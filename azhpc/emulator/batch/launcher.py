@@ -252,6 +252,37 @@ class BatchEmulator:
             options["nodes"] = list(nodes)
         return self.inject("starttaskfailure", pool_id, **options)
 
+    def throttle(
+        self,
+        operations: list[str],
+        *,
+        status: int = 503,
+        count: int = 1,
+        retry_after: int = 1,
+    ) -> Any:
+        """Throttle operations as Batch does under load: their next ``count`` requests answer
+        ``status`` (429 ``TooManyRequests`` or 503 ``ServerBusy``) with ``Retry-After:
+        retry_after``; ``count=0`` stops throttling them.
+
+        Parameters
+        ----------
+        operations
+            REST operation ids (``["Task_List", "Job_GetTaskCounts"]``), or ``["*"]`` for any.
+        status
+            429 or 503.
+        count
+            How many requests of each operation are refused.
+        retry_after
+            The ``Retry-After`` header, in seconds.
+        """
+        body = {
+            "operations": list(operations),
+            "status": status,
+            "count": count,
+            "retryAfter": retry_after,
+        }
+        return self._control("POST", "throttle", body)
+
     def request_counts(self) -> dict[str, int]:
         """Requests received so far, by REST operation id (``Task_AddCollection``, ...)."""
         return dict(self._control("GET", "requestcounts"))

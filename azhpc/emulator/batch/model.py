@@ -13,6 +13,7 @@ import enum
 import subprocess
 import threading
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ __all__ = [
     "Task",
     "TaskAttempt",
     "TaskState",
+    "Throttle",
     "rfc3339",
     "utcnow",
 ]
@@ -88,13 +90,52 @@ class TaskState(enum.StrEnum):
 
 
 class ApiError(Exception):
-    """A Batch error response: HTTP status, Batch error code and message."""
+    """A Batch error response: HTTP status, Batch error code and message.
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    ``values`` are the body's ``values`` (key, value) pairs (``QueryParameterName``, ...);
+    ``headers`` extra response headers (``Retry-After`` of a throttled request).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        values: Sequence[tuple[str, str]] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.values = list(values)
+        self.headers = dict(headers or {})
+
+
+@dataclass
+class Throttle:
+    """Fault injection: the next ``count`` requests of an operation are refused with ``status``
+    (429 or 503) and a ``Retry-After`` of ``retry_after`` seconds."""
+
+    status: int
+    count: int
+    retry_after: int
+
+    def error(self) -> ApiError:
+        """The refusal, in Batch's words ("Batch status and error codes": ``ServerBusy`` is
+        503; ``TooManyRequests`` 429), with its ``Retry-After`` header ("Error handling and
+        detection in Azure Batch": throttling errors are 429 or 503 with Retry-After)."""
+        if self.status == 503:
+            code, message = "ServerBusy", "The server is currently unable to receive requests."
+        else:
+            code, message = "TooManyRequests", "The server is receiving too many requests."
+        return ApiError(
+            self.status,
+            code,
+            f"{message} Please retry your request.",
+            headers={"Retry-After": str(self.retry_after)},
+        )
 
 
 def utcnow() -> dt.datetime:
@@ -472,7 +513,21 @@ class Store:
         self.pools: dict[str, Pool] = {}
         self.jobs: dict[str, Job] = {}
         self.request_counts: collections.Counter[str] = collections.Counter()
+        #: Fault injection: throttled requests still to answer, by REST operation id.
+        self.throttles: dict[str, Throttle] = {}
         self.stopping = threading.Event()
+
+    def take_throttle(self, operation: str) -> ApiError | None:
+        """The throttling error for one request of ``operation``, if one is injected."""
+        with self.lock:
+            throttle = self.throttles.get(operation) or self.throttles.get("*")
+            if throttle is None:
+                return None
+            throttle.count -= 1
+            if throttle.count <= 0:
+                key = operation if operation in self.throttles else "*"
+                del self.throttles[key]
+            return throttle.error()
 
     def pool(self, pool_id: str) -> Pool:
         """The pool, or a 404 ``PoolNotFound``."""

@@ -1,30 +1,36 @@
 """The OData subset Batch list operations take: ``$filter``, ``$select``, ``maxresults`` paging.
 
-``$filter`` supports comparisons (``eq ne gt ge lt le``) of a property (``state``,
-``executionInfo/exitCode``, ...) with a string, number, boolean or ``datetime'...'``
-literal, ``startswith(prop, 'text')``, ``and``/``or``/``not`` and parentheses, which covers
-the filters Batch documents for pools, nodes, jobs and tasks. Paging is keyset-based: the
-``$skiptoken`` of ``odata.nextLink`` carries the last id returned, so an item appears at most
-once even when the list changes between pages.
+``$filter`` is as strict as the service: each list operation accepts only the properties Batch
+documents as filterable for it, each with its documented operators and literal type (see
+:data:`FILTERABLE`); anything else (another property, ``not``, an operator the property does
+not allow, a literal of the wrong type) is a 400 ``InvalidQueryParameterValue`` whose
+``values`` name the parameter (``QueryParameterName: $filter``), its value and the reason, the
+error shape of "Batch status and error codes" (learn.microsoft.com/rest/api/batchservice/
+batch-status-and-error-codes). Conditions combine with ``and``/``or`` and parentheses
+("Filter conditions can be combined using the "AND" and "OR" operators", OData filters in
+Azure Batch). Paging is keyset-based: the ``$skiptoken`` of ``odata.nextLink`` carries the last
+id returned, so an item appears at most once even when the list changes between pages.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import re
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from azhpc.emulator.batch.model import ApiError
 
-__all__ = ["compile_filter", "page", "select"]
+__all__ = ["FILTERABLE", "Filterable", "compile_filter", "filterable_for", "page", "select"]
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<dt>datetime'[^']*')|(?P<num>-?\d+(?:\.\d+)?)"
     r"|(?P<punct>[(),])|(?P<word>[A-Za-z_$][\w/.$]*))"
 )
-_OPS = {
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
     "eq": lambda a, b: a == b,
     "ne": lambda a, b: a != b,
     "gt": lambda a, b: a is not None and a > b,
@@ -36,12 +42,98 @@ _OPS = {
 Predicate = Callable[[dict[str, Any]], bool]
 
 
+@dataclass(frozen=True)
+class Filterable:
+    """A property a list operation can be filtered on: its operators and literal type.
+
+    ``path`` is where the value sits in the item's REST JSON when the documented name differs
+    (List Tasks documents ``lastModifiedTime`` for the task's ``lastModified``).
+    """
+
+    operators: frozenset[str]
+    type: str  # "string", "datetime", "int" or "boolean"
+    path: str | None = None
+    values: frozenset[str] | None = None  # the enum's values, for enum-typed strings
+
+
+_COMPARE = frozenset({"eq", "ne", "ge", "gt", "le", "lt"})
+_EQ = frozenset({"eq"})
+_EQ_NE = frozenset({"eq", "ne"})
+_STARTS = _COMPARE | {"startswith"}
+_TIME = Filterable(_COMPARE, "datetime")
+_INT = Filterable(_COMPARE, "int")
+_RESULT = Filterable(_EQ_NE, "string", values=frozenset({"success", "failure"}))
+_JOB_STATES = frozenset(
+    ("active", "disabling", "disabled", "enabling", "terminating", "completed", "deleting")
+)
+
+#: The filterable properties of each list operation, keyed by the last segment of the list's
+#: URL (``/jobs/{id}/tasks`` -> ``tasks``). Source: "OData filters in Azure Batch"
+#: (learn.microsoft.com/rest/api/batchservice/odata-filters-in-batch, the tables "List tasks",
+#: "List jobs", "List pools", "List nodes in a pool", "List task files", "List compute node
+#: files"; its markdown source in MicrosoftDocs' azure-docs-rest-apis, batchservice/
+#: odata-filters-in-batch.md). ``state`` takes ``eq`` only where that table says so (tasks, jobs,
+#: pools); the current page allows ``eq, ne`` for the state of nodes. Retry and requeue counts
+#: (``executionInfo/retryCount``, ``executionInfo/requeueCount``) are not filterable anywhere.
+FILTERABLE: Mapping[str, Mapping[str, Filterable]] = {
+    "tasks": {
+        "id": Filterable(_STARTS, "string"),
+        "state": Filterable(
+            _EQ, "string", values=frozenset({"active", "preparing", "running", "completed"})
+        ),
+        "stateTransitionTime": _TIME,
+        "creationTime": _TIME,
+        "lastModifiedTime": Filterable(_COMPARE, "datetime", path="lastModified"),
+        "executionInfo/startTime": _TIME,
+        "executionInfo/endTime": _TIME,
+        "executionInfo/exitCode": _INT,
+        "executionInfo/result": _RESULT,
+    },
+    "jobs": {
+        "id": Filterable(_STARTS, "string"),
+        "state": Filterable(_EQ, "string", values=_JOB_STATES),
+        "stateTransitionTime": _TIME,
+        "creationTime": _TIME,
+        "lastModified": _TIME,
+        "executionInfo/startTime": _TIME,
+        "executionInfo/endTime": _TIME,
+        "executionInfo/poolId": Filterable(_STARTS, "string"),
+    },
+    "pools": {
+        "id": Filterable(_STARTS, "string"),
+        "state": Filterable(_EQ, "string", values=frozenset({"active", "deleting"})),
+        "stateTransitionTime": _TIME,
+        "allocationState": Filterable(
+            _EQ, "string", values=frozenset({"steady", "resizing", "stopping"})
+        ),
+        "allocationStateTransitionTime": _TIME,
+        "creationTime": _TIME,
+        "enableAutoScale": Filterable(_EQ_NE, "boolean"),
+        "lastModified": _TIME,
+        "vmSize": Filterable(_EQ_NE, "string"),
+        "enableInterNodeCommunication": Filterable(_EQ_NE, "boolean"),
+    },
+    "nodes": {
+        "state": Filterable(_EQ_NE, "string"),
+        "stateTransitionTime": _TIME,
+        "lastBootTime": _TIME,
+        "allocationTime": _TIME,
+        "startTaskInfo/state": Filterable(_EQ, "string"),
+        "startTaskInfo/result": _RESULT,
+        "startTaskInfo/exitCode": _INT,
+        "startTaskInfo/startTime": _TIME,
+        "startTaskInfo/endTime": _TIME,
+    },
+    "files": {"name": Filterable(frozenset({"startswith"}), "string")},
+}
+
+
 def _bad(text: str, why: str) -> ApiError:
     return ApiError(
         400,
         "InvalidQueryParameterValue",
-        f"Value for one of the query parameters specified in the request URI is invalid. "
-        f"$filter={text!r}: {why}",
+        "Value for one of the query parameters specified in the request URI is invalid.",
+        values=[("QueryParameterName", "$filter"), ("QueryParameterValue", text), ("Reason", why)],
     )
 
 
@@ -67,9 +159,18 @@ def _lookup(item: dict[str, Any], path: str) -> Any:
     return value
 
 
+def _datetime(text: str) -> dt.datetime | None:
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
 class _Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, filterable: Mapping[str, Filterable]) -> None:
         self.text = text
+        self.filterable = filterable
         self.toks = _tokens(text)
         self.i = 0
 
@@ -109,12 +210,26 @@ class _Parser:
             left = (lambda a, b: lambda x: a(x) and b(x))(left, right)
         return left
 
+    def _property(self, name: str, operator: str) -> Filterable:
+        """The documented property ``name``, if it allows ``operator``; else 400."""
+        prop = self.filterable.get(name)
+        if prop is None:
+            allowed = ", ".join(self.filterable) or "none"
+            raise _bad(
+                self.text, f"the property {name!r} cannot be filtered on here (allowed: {allowed})"
+            )
+        if operator not in prop.operators:
+            raise _bad(
+                self.text,
+                f"the operator {operator!r} is not allowed on {name!r} "
+                f"(allowed: {', '.join(sorted(prop.operators))})",
+            )
+        return prop
+
     def unary(self) -> Predicate:
         tok = self.peek()
         if tok and tok[1].lower() == "not":
-            self.take()
-            inner = self.unary()
-            return lambda x: not inner(x)
+            raise _bad(self.text, "'not' is not supported; combine conditions with and/or")
         if tok and tok[1] == "(":
             self.take()
             inner = self.disjunction()
@@ -123,22 +238,29 @@ class _Parser:
         if tok and tok[1].lower() == "startswith":
             self.take()
             self.expect("(")
-            prop = self.take()[1]
+            name = self.take()[1]
+            prop = self._property(name, "startswith")
             self.expect(",")
-            prefix = self.literal()
+            prefix = self.literal(prop, name)
             self.expect(")")
-            return lambda x: str(_lookup(x, prop) or "").startswith(str(prefix))
-        kind, prop = self.take()
+            path = prop.path or name
+            return lambda x: str(_lookup(x, path) or "").startswith(str(prefix))
+        kind, name = self.take()
         if kind != "word":
-            raise _bad(self.text, f"expected a property name, got {prop!r}")
+            raise _bad(self.text, f"expected a property name, got {name!r}")
         op = self.take()[1].lower()
         if op not in _OPS:
             raise _bad(self.text, f"unknown operator {op!r}")
-        value = self.literal()
+        prop = self._property(name, op)
+        value = self.literal(prop, name)
         compare = _OPS[op]
+        path = prop.path or name
+        is_time = prop.type == "datetime"
 
         def predicate(x: dict[str, Any]) -> bool:
-            actual = _lookup(x, prop)
+            actual = _lookup(x, path)
+            if is_time and isinstance(actual, str):
+                actual = _datetime(actual)
             try:
                 return bool(compare(actual, value))
             except TypeError:
@@ -146,30 +268,54 @@ class _Parser:
 
         return predicate
 
-    def literal(self) -> Any:
+    def literal(self, prop: Filterable, name: str) -> Any:
+        """The next literal, which must be of ``prop``'s type (and one of its enum values)."""
         kind, text = self.take()
-        if kind == "str":
-            return text[1:-1].replace("''", "'")
-        if kind == "dt":
-            return text[len("datetime'") : -1]
-        if kind == "num":
-            return float(text) if "." in text else int(text)
-        if kind == "word" and text.lower() in ("true", "false", "null"):
-            return {"true": True, "false": False, "null": None}[text.lower()]
-        raise _bad(self.text, f"expected a literal, got {text!r}")
+        wrong = _bad(self.text, f"{text!r} is not a {prop.type} value for {name!r}")
+        if prop.type == "string":
+            if kind != "str":
+                raise wrong
+            value = text[1:-1].replace("''", "'")
+            if prop.values is not None and value not in prop.values:
+                raise _bad(self.text, f"{value!r} is not a valid {name}")
+            return value
+        if prop.type == "datetime":
+            parsed = _datetime(text[len("datetime'") : -1]) if kind == "dt" else None
+            if parsed is None:
+                raise wrong
+            return parsed
+        if prop.type == "int":
+            if kind != "num" or "." in text:
+                raise wrong
+            return int(text)
+        if kind == "word" and text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        raise wrong
 
 
-def compile_filter(text: str | None) -> Predicate:
+def filterable_for(next_url: str) -> Mapping[str, Filterable]:
+    """The filterable properties of the list at ``next_url`` (by its last path segment)."""
+    return FILTERABLE.get(urllib.parse.urlsplit(next_url).path.rstrip("/").rsplit("/", 1)[-1], {})
+
+
+def compile_filter(text: str | None, filterable: Mapping[str, Filterable]) -> Predicate:
     """A predicate over an item's REST JSON for an OData ``$filter`` (``None``: all items).
+
+    Parameters
+    ----------
+    text
+        The ``$filter`` query parameter.
+    filterable
+        The properties the list can be filtered on (an entry of :data:`FILTERABLE`).
 
     Raises
     ------
     ApiError
-        400 ``InvalidQueryParameterValue`` for text outside the supported subset.
+        400 ``InvalidQueryParameterValue`` for a filter Batch would refuse.
     """
     if not text or not text.strip():
         return lambda _x: True
-    return _Parser(text).parse()
+    return _Parser(text, filterable).parse()
 
 
 def select(item: dict[str, Any], properties: str | None) -> dict[str, Any]:
@@ -199,6 +345,7 @@ def page(
     next_url: str,
     *,
     default_max: int = 1000,
+    filterable: Mapping[str, Filterable] | None = None,
 ) -> dict[str, Any]:
     """One page of a list response: ``{"value": [...], "odata.nextLink": ...}``.
 
@@ -213,8 +360,13 @@ def page(
         The list's URL without query, for ``odata.nextLink``.
     default_max
         Page size when ``maxresults`` is absent (Batch: 1000).
+    filterable
+        What ``$filter`` may name; default: the table of :data:`FILTERABLE` for the list
+        ``next_url`` ends in (``tasks``, ``jobs``, ``pools``, ``nodes``, ``files``).
     """
-    predicate = compile_filter(query.get("$filter"))
+    predicate = compile_filter(
+        query.get("$filter"), filterable if filterable is not None else filterable_for(next_url)
+    )
     try:
         max_results = int(query.get("maxresults") or default_max)
     except ValueError as e:

@@ -24,6 +24,29 @@ __all__ = ["ROUTES"]
 
 #: The service's limit on tasks per add-collection request.
 MAX_TASKS_PER_COLLECTION = 100
+#: ``BatchAllTasksCompleteMode`` (BatchService.json, 2025-06-01).
+ALL_TASKS_COMPLETE_MODES = ("noaction", "terminatejob")
+
+
+def _all_tasks_complete_mode(body: dict[str, Any]) -> str | None:
+    """``onAllTasksComplete`` of a job body, checked against the spec's enum."""
+    mode = body.get("onAllTasksComplete")
+    if mode is not None and mode not in ALL_TASKS_COMPLETE_MODES:
+        raise ApiError(
+            400,
+            "InvalidPropertyValue",
+            f"onAllTasksComplete must be one of {', '.join(ALL_TASKS_COMPLETE_MODES)}.",
+            values=[("PropertyName", "onAllTasksComplete"), ("PropertyValue", str(mode))],
+        )
+    return mode
+
+
+def _not_deleting(job: Job) -> None:
+    """409 for an update of a job being deleted. Job_Delete (BatchService.json, 2025-06-01):
+    "All update operations on a Job that is in deleting state will fail with status code 409
+    (Conflict), with additional information indicating that the Job is being deleted."."""
+    if job.state == JobState.DELETING:
+        raise ApiError(409, "JobBeingDeleted", "The specified job is being deleted.")
 
 
 def create_job(service: Service, request: Request) -> Response:
@@ -40,6 +63,7 @@ def create_job(service: Service, request: Request) -> Response:
             "MissingRequiredProperty",
             "poolInfo needs poolId or autoPoolSpecification.",
         )
+    _all_tasks_complete_mode(body)
     with service.store.lock:
         if body["id"] in service.store.jobs:
             raise ApiError(409, "JobExists", "The specified job already exists.")
@@ -47,6 +71,10 @@ def create_job(service: Service, request: Request) -> Response:
         if auto:
             job.auto_pool_id = _create_auto_pool(service, auto).id
         service.store.jobs[job.id] = job
+        # BatchJobCreateOptions.onAllTasksComplete (BatchService.json, 2025-06-01): "Note that
+        # if a Job contains no Tasks, then all Tasks are considered complete." A terminatejob
+        # job created without tasks therefore ends at once, before any task can be added.
+        service.engine._maybe_complete_job(job)
         return Response(201, headers=resource_headers(job, f"{service.base_url}/jobs/{job.id}"))
 
 
@@ -70,10 +98,11 @@ def _create_auto_pool(service: Service, auto: dict[str, Any]) -> Pool:
 
 
 def list_jobs(service: Service, request: Request) -> Response:
-    """``GET /jobs`` (Job_List)."""
+    """``GET /jobs`` (Job_List): ``$filter`` on the documented job properties only."""
     with service.store.lock:
         items = [(j.id, j.to_json(service.base_url)) for j in service.store.jobs.values()]
-    return Response(200, odata.page(items, request.query, f"{service.base_url}/jobs"))
+    url = f"{service.base_url}/jobs"
+    return Response(200, odata.page(items, request.query, url, filterable=odata.FILTERABLE["jobs"]))
 
 
 def get_job(service: Service, request: Request) -> Response:
@@ -85,10 +114,26 @@ def get_job(service: Service, request: Request) -> Response:
 
 
 def update_job(service: Service, request: Request) -> Response:
-    """``PATCH /jobs/{jobId}`` (Job_Patch): merges priority, constraints, onAllTasksComplete..."""
+    """``PATCH /jobs/{jobId}`` (Job_Patch): merges priority, constraints, onAllTasksComplete...
+
+    Switching ``onAllTasksComplete`` to ``terminatejob`` ends the job at once when all its tasks
+    are already complete (or it has none); switching back is refused.
+    """
     body = request.json()
+    mode = _all_tasks_complete_mode(body)
     with service.store.lock:
         job = service.store.job(request.args["jobId"])
+        _not_deleting(job)
+        if mode == "noaction" and job.spec.get("onAllTasksComplete") == "terminatejob":
+            # BatchJobUpdateOptions.onAllTasksComplete (BatchService.json, 2025-06-01): "You may
+            # not change the value from terminatejob to noaction ... the request fails with an
+            # 'invalid property value' error response; ... the HTTP status code is 400".
+            raise ApiError(
+                400,
+                "InvalidPropertyValue",
+                "onAllTasksComplete cannot be changed from terminatejob to noaction.",
+                values=[("PropertyName", "onAllTasksComplete"), ("PropertyValue", mode)],
+            )
         for key in ("priority", "maxParallelTasks", "constraints", "onAllTasksComplete",
                     "metadata", "allowTaskPreemption"):  # fmt: skip
             if key in body:
@@ -115,7 +160,8 @@ def terminate_job(service: Service, request: Request) -> Response:
 
 
 def delete_job(service: Service, request: Request) -> Response:
-    """``DELETE /jobs/{jobId}`` (Job_Delete): ``deleting``, then gone."""
+    """``DELETE /jobs/{jobId}`` (Job_Delete): ``deleting``, then gone with its tasks (running
+    ones are killed); meanwhile updates of the job are refused (409 ``JobBeingDeleted``)."""
     with service.store.lock:
         job = service.store.job(request.args["jobId"])
         if job.state != JobState.DELETING:
@@ -161,6 +207,7 @@ def _new_task(job: Job, body: dict[str, Any]) -> Task:
 
 def _active_job(service: Service, job_id: str) -> Job:
     job = service.store.job(job_id)
+    _not_deleting(job)
     if job.state == JobState.COMPLETED:
         raise ApiError(409, "JobCompleted", "The specified job is already in a completed state.")
     if job.state != JobState.ACTIVE:
@@ -241,7 +288,9 @@ def list_tasks(service: Service, request: Request) -> Response:
         job = service.store.job(request.args["jobId"])
         items = [(t.id, t.to_json(service.base_url)) for t in job.tasks.values()]
     url = f"{service.base_url}/jobs/{request.args['jobId']}/tasks"
-    return Response(200, odata.page(items, request.query, url))
+    return Response(
+        200, odata.page(items, request.query, url, filterable=odata.FILTERABLE["tasks"])
+    )
 
 
 def get_task(service: Service, request: Request) -> Response:
@@ -395,7 +444,9 @@ def list_task_files(service: Service, request: Request) -> Response:
     """``GET /jobs/{jobId}/tasks/{taskId}/files`` (File_ListFromTask); ``recursive``."""
     url = f"{service.base_url}/jobs/{request.args['jobId']}/tasks/{request.args['taskId']}/files"
     items = file_items(_task_folder(service, request), request, url)
-    return Response(200, odata.page(items, request.query, url))
+    return Response(
+        200, odata.page(items, request.query, url, filterable=odata.FILTERABLE["files"])
+    )
 
 
 ROUTES = [

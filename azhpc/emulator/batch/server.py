@@ -116,9 +116,12 @@ def error_body(base_url: str, err: ApiError) -> dict[str, Any]:
             "value": f"{err.message}\nRequestId:{uuid.uuid4()}\nTime:{utcnow().isoformat()}",
         },
     }
+    values = [{"key": key, "value": value} for key, value in getattr(err, "values", ())]
     detail = getattr(err, "detail", None)
     if detail:
-        body["values"] = [{"key": "AuthenticationErrorDetail", "value": detail}]
+        values.append({"key": "AuthenticationErrorDetail", "value": detail})
+    if values:
+        body["values"] = values
     return body
 
 
@@ -164,10 +167,14 @@ class _Handler(BaseHTTPRequestHandler):
                     raise ApiError(
                         400, "InvalidQueryParameterValue", "The api-version is not valid."
                     )
+                throttled = service.store.take_throttle(route.operation)
+                if throttled is not None:  # fault injection (faults.py)
+                    raise throttled
             request = Request(self.command, path, args, query, headers, body)
             response = route.handler(service, request)
         except ApiError as err:
-            response = Response(err.status, error_body(service.base_url, err))
+            headers = dict(getattr(err, "headers", None) or {})
+            response = Response(err.status, error_body(service.base_url, err), headers)
         except Exception as exc:  # a bug in the emulator: answer like the service would
             err = ApiError(500, "InternalServerError", f"Emulator error: {exc!r}")
             response = Response(500, error_body(service.base_url, err))
