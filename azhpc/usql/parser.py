@@ -9,7 +9,6 @@ Statements: ``DECLARE``, ``REFERENCE ASSEMBLY``, ``@rowset = query``, ``OUTPUT``
 from __future__ import annotations
 
 from azhpc.usql import nodes as n
-from azhpc.usql.errors import Span
 from azhpc.usql.parse_expr import ExpressionParser
 from azhpc.usql.tokens import Token, TokenKind, tokenize
 
@@ -494,8 +493,3 @@ def parse(source: str, name: str = "script.usql") -> n.Script:
     """
     tokens = tokenize(source, name)
     return Parser(tokens, source, name).parse_script(name)
-
-
-def span_of(node: object) -> Span | None:
-    """The span of a node, or ``None``."""
-    return getattr(node, "span", None)

@@ -29,7 +29,7 @@ from azhpc.config import resolve_settings
 from azhpc.session import current_session
 from azhpc.usql.errors import ErrorCode, UsqlError
 from azhpc.usql.jobs import JobResult, JobState, StageEvent, StageProgress
-from azhpc.usql.pool import PoolRunGroups
+from azhpc.usql.reduce_tasks import PoolRunGroups
 
 if TYPE_CHECKING:
     import os
