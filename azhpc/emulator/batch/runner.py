@@ -8,16 +8,37 @@ preemption, removal and ``stop()`` can kill them with everything they started.
 One scheduler thread hands active tasks to nodes with free task slots (Spread: the node with
 the most free slots first); each attempt runs in its own thread. An attempt cancelled by a
 preemption/removal never writes its outcome: the task has already been requeued.
+
+One autoscale thread samples every autoscaled pool's task and node metrics every 30 seconds of
+the service's clock and evaluates its formula every ``autoScaleEvaluationInterval``, resizing the
+pool as the formula says (``autoscale.py``). The service's clock runs fast: a minute of it lasts
+``Timings.autoscale_minute`` real seconds (0.04 s: Batch's shortest interval, 5 minutes, is
+0.2 s), so sample windows, delays and intervals keep their proportions.
+
+Shrinking follows the node deallocation option (``$NodeDeallocationOption`` of the formula;
+``requeue`` otherwise), as the formula page describes it: ``requeue`` stops the tasks of the
+removed nodes and queues them again, ``terminate`` ends them, ``taskcompletion`` and
+``retaineddata`` let the running tasks finish (those nodes take no new task) and remove each node
+when it has none; the pool stays ``resizing`` until then. Nodes without tasks go first.
 """
 
 from __future__ import annotations
 
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from azhpc.emulator.batch.autoscale import (
+    SAMPLE_SECONDS,
+    AutoscaleRun,
+    Formula,
+    SampleHistory,
+    evaluate,
+    sample_pool,
+)
 from azhpc.emulator.batch.model import (
     SCHEDULABLE,
     AllocationState,
@@ -64,6 +85,22 @@ class Timings:
     preempted: float = 0.3
     #: ``deleting`` pool / job -> gone.
     delete: float = 0.05
+    #: How long a minute of the service's autoscale clock lasts: samples (every 30 s of it),
+    #: their one-minute delay, ``TimeInterval_*`` and ``autoScaleEvaluationInterval`` (at least
+    #: 5 minutes on Batch) are measured on that clock.
+    autoscale_minute: float = 0.04
+
+
+@dataclass
+class _Autoscaled:
+    """An autoscaled pool's formula, evaluation schedule and samples (service seconds)."""
+
+    pool: Pool
+    formula: Formula
+    interval: float
+    history: SampleHistory
+    next_evaluation: float
+    last_sample: int = -1
 
 
 class Engine:
@@ -78,12 +115,24 @@ class Engine:
         self._scheduler = threading.Thread(
             target=self._schedule_loop, name="batch-emulator-scheduler", daemon=True
         )
+        self._autoscaler = threading.Thread(
+            target=self._autoscale_loop, name="batch-emulator-autoscale", daemon=True
+        )
+        #: Service seconds per real second, and the real time the service clock started.
+        self._scale = 60.0 / timings.autoscale_minute
+        self._clock_start = time.monotonic()
+        self._autoscaled: dict[str, _Autoscaled] = {}
+        #: Per pool: the node deallocation option of its latest resize, and the nodes that
+        #: leave once their running tasks complete.
+        self._deallocation: dict[str, str] = {}
+        self._draining: dict[str, set[str]] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the scheduler thread."""
+        """Start the scheduler and autoscale threads."""
         self._scheduler.start()
+        self._autoscaler.start()
 
     def stop(self) -> None:
         """Stop scheduling, kill every task and start task process, join the threads."""
@@ -96,6 +145,8 @@ class Engine:
                     self._cancel_node_work(node, requeue=False)
             store.changed.notify_all()
         self._scheduler.join(timeout=5)
+        if self._autoscaler.is_alive():
+            self._autoscaler.join(timeout=5)
         for thread in list(self._threads):
             thread.join(timeout=5)
 
@@ -266,14 +317,22 @@ class Engine:
 
     def remove_node(self, pool: Pool, node: Node) -> None:
         """Take a node out of its pool, requeueing its tasks. Caller holds the lock."""
+        self._draining.get(pool.id, set()).discard(node.id)
         self._cancel_node_work(node, requeue=True)
         node.generation += 1
         node.set_state(NodeState.LEAVING_POOL)
         del pool.nodes[node.id]
 
-    def resize(self, pool: Pool, dedicated: int, low_priority: int) -> None:
-        """Move a pool towards new targets; ``steady`` once nodes are allocated/removed."""
+    def resize(
+        self, pool: Pool, dedicated: int, low_priority: int, *, deallocation: str = "requeue"
+    ) -> None:
+        """Move a pool towards new targets; ``steady`` once nodes are allocated/removed.
+
+        ``deallocation`` is the node deallocation option for nodes that must go (see the
+        module's docstring). Caller holds the lock.
+        """
         pool.target_dedicated, pool.target_low_priority = dedicated, low_priority
+        self._deallocation[pool.id] = deallocation
         pool.set_allocation_state(AllocationState.RESIZING)
         pool.resize_generation += 1
         self._spawn(self._resize, pool, pool.resize_generation, name=f"resize-{pool.id}")
@@ -286,22 +345,146 @@ class Engine:
                 return
             if pool.state != PoolState.ACTIVE:
                 return
+            option = self._deallocation.get(pool.id, "requeue")
+            draining = self._draining.setdefault(pool.id, set())
             for is_dedicated, target in (
                 (True, pool.target_dedicated),
                 (False, pool.target_low_priority),
             ):
                 nodes = [n for n in pool.nodes.values() if n.is_dedicated == is_dedicated]
-                if len(nodes) < target:
-                    missing = target - len(nodes)
+                excess = len(nodes) - target
+                if excess <= 0:
+                    draining.difference_update(n.id for n in nodes)  # they all stay
                     self.add_nodes(
-                        pool, missing if is_dedicated else 0, 0 if is_dedicated else missing
+                        pool, -excess if is_dedicated else 0, 0 if is_dedicated else -excess
                     )
-                else:
-                    # Remove idle/broken nodes first, busy ones last (requeue their tasks).
-                    nodes.sort(key=lambda n: (n.state == NodeState.RUNNING, n.id))
-                    for node in nodes[: len(nodes) - target]:
+                    continue
+                # Nodes without tasks (idle, booting, broken) leave first, then the least busy.
+                nodes.sort(key=lambda n: (len(n.running), n.state == NodeState.RUNNING, n.id))
+                draining.difference_update(n.id for n in nodes[excess:])
+                for node in nodes[:excess]:
+                    if node.running and option in ("taskcompletion", "retaineddata"):
+                        draining.add(node.id)  # leaves when its tasks complete (release)
+                    elif option == "terminate":
+                        self._terminate_node_tasks(node)
                         self.remove_node(pool, node)
+                    else:
+                        self.remove_node(pool, node)
+            if not draining:
+                pool.set_allocation_state(AllocationState.STEADY)
+            self.store.changed.notify_all()
+
+    def _terminate_node_tasks(self, node: Node) -> None:
+        """``terminate``: a leaving node's running tasks end now, as failed. Caller holds lock.
+
+        The formula page says only "Terminates tasks immediately and removes them from the job
+        queue"; the emulator completes them with ``failureInfo.code`` ``TaskEnded``.
+        """
+        for (job_id, task_id), attempt in list(node.running.items()):
+            job = self.store.jobs.get(job_id)
+            task = job.tasks.get(task_id) if job else None
+            if job is None or task is None or task.attempt is not attempt:
+                continue
+            attempt.cancelled = True
+            self.kill_attempt(attempt)
+            self.release(attempt)
+            task.attempt = None
+            task.execution_info.update(
+                {
+                    "endTime": rfc3339(utcnow()),
+                    "result": "failure",
+                    "failureInfo": {
+                        "category": "ServerError",
+                        "code": "TaskEnded",
+                        "message": "The task was ended because its node left the pool",
+                    },
+                }
+            )
+            task.set_state(TaskState.COMPLETED)
+            self._maybe_complete_job(job)
+
+    def _leave_if_drained(self, pool: Pool, node: Node) -> None:
+        """A node waiting for its tasks to complete before leaving: leave once it has none."""
+        draining = self._draining.get(pool.id)
+        if not draining or node.id not in draining or node.running:
+            return
+        if pool.nodes.get(node.id) is node:
+            self.remove_node(pool, node)
+        draining.discard(node.id)
+        if not draining and pool.state == PoolState.ACTIVE:
             pool.set_allocation_state(AllocationState.STEADY)
+
+    # -- autoscale ------------------------------------------------------------------------------
+
+    def service_now(self) -> float:
+        """The service's autoscale clock, in its seconds (see :class:`Timings`)."""
+        return (time.monotonic() - self._clock_start) * self._scale
+
+    def enable_autoscale(self, pool: Pool, formula: Formula, interval_seconds: float) -> None:
+        """Evaluate ``formula`` now and then every ``interval_seconds`` (service time), on the
+        pool's samples (kept across formula changes). Caller holds the lock."""
+        now = self.service_now()
+        state = self._autoscaled.get(pool.id)
+        if state is None or state.pool is not pool:
+            state = _Autoscaled(pool, formula, interval_seconds, SampleHistory(), now)
+            self._autoscaled[pool.id] = state
+            self._sample(state, now)
+        state.formula, state.interval = formula, interval_seconds
+        # The formula page: a new interval starts "a new schedule ... at the time at which the
+        # request to enable autoscaling was issued".
+        state.next_evaluation = now + interval_seconds
+        self._evaluate(state, now)
+
+    def disable_autoscale(self, pool: Pool) -> None:
+        """Stop evaluating the pool's formula. Caller holds the lock."""
+        self._autoscaled.pop(pool.id, None)
+
+    def evaluate_formula(self, pool: Pool, formula: Formula) -> AutoscaleRun:
+        """Run a formula on the pool's samples without applying it. Caller holds the lock."""
+        state = self._autoscaled.get(pool.id)
+        history = state.history if state is not None and state.pool is pool else None
+        return evaluate(
+            self.store, pool, formula, history=history, now=self.service_now(), scale=self._scale
+        )
+
+    def _sample(self, state: _Autoscaled, now: float) -> None:
+        slot = int(now // SAMPLE_SECONDS)
+        if slot > state.last_sample:
+            state.last_sample = slot
+            state.history.record(now, sample_pool(self.store, state.pool))
+
+    def _evaluate(self, state: _Autoscaled, now: float) -> None:
+        pool = state.pool
+        run = evaluate(
+            self.store, pool, state.formula, history=state.history, now=now, scale=self._scale
+        )
+        pool.auto_scale_run = run.body
+        if run.dedicated is None or run.low_priority is None:
+            return  # a failed run leaves the targets as they were
+        changed = (run.dedicated, run.low_priority) != (
+            pool.target_dedicated,
+            pool.target_low_priority,
+        )
+        if changed or run.deallocation != self._deallocation.get(pool.id, "requeue"):
+            self.resize(pool, run.dedicated, run.low_priority, deallocation=run.deallocation)
+
+    def _autoscale_loop(self) -> None:
+        store = self.store
+        # Tick at a quarter of the sample period so that no 30-second slot is skipped.
+        tick = self.timings.autoscale_minute * SAMPLE_SECONDS / 60.0 / 4
+        while not store.stopping.wait(tick):
+            with store.lock:
+                now = self.service_now()
+                for pool_id, state in list(self._autoscaled.items()):
+                    pool = state.pool
+                    alive = store.pools.get(pool_id) is pool and pool.state == PoolState.ACTIVE
+                    if not alive or not pool.enable_auto_scale:
+                        del self._autoscaled[pool_id]
+                        continue
+                    self._sample(state, now)
+                    if now >= state.next_evaluation:
+                        state.next_evaluation = now + state.interval
+                        self._evaluate(state, now)
 
     def delete_pool(self, pool: Pool) -> None:
         """``deleting``: kill the nodes' work (tasks requeued), then drop the pool."""
@@ -309,8 +492,11 @@ class Engine:
         pool.state_transition_time = utcnow()
         pool.touch()
         pool.resize_generation += 1
+        self._autoscaled.pop(pool.id, None)
         for node in list(pool.nodes.values()):
             self.remove_node(pool, node)
+        self._draining.pop(pool.id, None)
+        self._deallocation.pop(pool.id, None)
         self._spawn(self._forget_pool, pool, name=f"delete-{pool.id}")
 
     def _forget_pool(self, pool: Pool) -> None:
@@ -393,6 +579,8 @@ class Engine:
                 del node.running[(attempt.job_id, attempt.task_id)]
             if not node.running and node.state == NodeState.RUNNING:
                 node.set_state(NodeState.IDLE)
+            if pool is not None:
+                self._leave_if_drained(pool, node)
 
     def _schedule_loop(self) -> None:
         store = self.store
@@ -408,7 +596,10 @@ class Engine:
             pool = self.store.pools.get(job.pool_id or "")
             if pool is None or pool.state != PoolState.ACTIVE:
                 continue
-            nodes = [n for n in pool.nodes.values() if n.state in SCHEDULABLE]
+            leaving = self._draining.get(pool.id, set())
+            nodes = [
+                n for n in pool.nodes.values() if n.state in SCHEDULABLE and n.id not in leaving
+            ]
             waiting: list[str] = []  # tasks that wait for particular nodes; the others go on
             while job.queue and nodes:
                 task = job.tasks.get(job.queue[0])

@@ -1,0 +1,164 @@
+"""Autoscaled pools: the emulator evaluates Batch's formula language periodically on sampled task
+counts, and an ``azhpc.Pool`` with an autoscale policy starts, runs a map and goes back to zero
+nodes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from azhpc.emulator.batch.autoscale import SampleHistory, evaluate, parse
+from azhpc.emulator.batch.model import ApiError, Pool, Store
+from azhpc.pools import Autoscale
+from tests.conftest import batch_available, wait_until
+
+pytestmark = pytest.mark.skipif(
+    not batch_available(), reason="needs azure-batch and Azurite (./dev test installs both)"
+)
+
+FOLLOW_THEN_ZERO = Autoscale.follow_pending_tasks(max_nodes=2, slots_per_node=2) + (
+    Autoscale.scale_to_zero_when_idle(idle_minutes=5)
+)
+
+
+def _run(formula: str, samples: dict[float, float], now: float) -> dict[str, Any]:
+    """Evaluate ``formula`` on ``$PendingTasks`` samples {service second: value} at ``now``."""
+    history = SampleHistory()
+    for t, value in sorted(samples.items()):
+        history.record(t, {"$PendingTasks": value, "$ActiveTasks": value})
+    run = evaluate(Store(Path("/nonexistent")), Pool(id="p", spec={}), formula, history=history,
+                   now=now)  # fmt: skip
+    return run.body
+
+
+def _results(body: dict[str, Any]) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in body["results"].split(";"))
+
+
+# -- the formula language ------------------------------------------------------------------------
+
+
+def test_emulator_accepts_azhpc_formulas_with_comments() -> None:
+    # Every formula azhpc generates has '//' comment lines, some with ';' inside them.
+    for policy in (FOLLOW_THEN_ZERO, Autoscale.follow_pending_tasks(max_nodes=3, spot=True)):
+        assert len(parse(policy.formula).statements) >= 5
+
+
+def test_emulator_formula_syntax_errors_are_batch_errors() -> None:
+    with pytest.raises(ApiError) as bad:
+        parse("$TargetDedicatedNodes = 2 +;\n")
+    assert (bad.value.status, bad.value.code) == (400, "AutoScalingFormulaSyntaxError")
+    assert "Line 1, Col 28" in bad.value.message
+    for formula in ("$TargetDedicatedNodes = nosuch(1);", "$PendingTasks = 1;", "$a = $b;"):
+        with pytest.raises(ApiError, match="syntax error"):
+            parse(formula)
+    with pytest.raises(ApiError) as long:
+        parse("$a = 1;" * 2000)
+    assert long.value.code == "AutoScalingFormulaTooLong"
+
+
+def test_emulator_get_sample_percent_is_a_percent() -> None:
+    every_30s = {float(t): 3.0 for t in range(0, 600, 30)}  # 20 samples, the last at 570 s
+    body = _run("$p = $PendingTasks.GetSamplePercent(TimeInterval_Minute * 5);", every_30s, 600)
+    # 10 possible samples in the last 5 minutes; the last minute's have not propagated yet.
+    assert _results(body)["$p"] == "80"
+
+
+def test_emulator_get_sample_with_a_percent_fails_the_run_as_batch_does() -> None:
+    body = _run(
+        "$TargetDedicatedNodes = avg($PendingTasks.GetSample(TimeInterval_Minute * 10, 95));",
+        {0.0: 1.0, 30.0: 1.0},
+        120,
+    )
+    assert body["error"]["code"] == "InsufficientSampleData"
+    assert body["error"]["values"][0]["value"].startswith("Line 1, Col ")
+    assert "wanted 95%" in body["error"]["values"][0]["value"]
+
+
+def test_emulator_ternary_evaluates_only_the_chosen_branch() -> None:
+    formula = (
+        "$n = $PendingTasks.GetSamplePercent(TimeInterval_Minute * 10) < 70 ? 1 : "
+        "avg($PendingTasks.GetSample(TimeInterval_Minute * 10, 70));\n"
+        "$TargetDedicatedNodes = $n; $NodeDeallocationOption = taskcompletion;"
+    )
+    body = _run(formula, {}, 0)
+    assert "error" not in body
+    assert _results(body)["$TargetDedicatedNodes"] == "1"
+    assert _results(body)["$NodeDeallocationOption"] == "taskcompletion"
+
+
+def test_emulator_follow_then_zero_formula_semantics() -> None:
+    formula = FOLLOW_THEN_ZERO.formula
+    busy = {float(t): 7.0 for t in range(0, 600, 30)}
+    assert _results(_run(formula, busy, 600))["$TargetDedicatedNodes"] == "2"
+    # Five quiet minutes after the work: the follow policy wants none, the idle window agrees.
+    done = busy | {float(t): 0.0 for t in range(600, 1200, 30)}
+    assert _results(_run(formula, done, 1200))["$TargetDedicatedNodes"] == "0"
+    # No samples yet (a new pool): no node, and no error.
+    first = _run(formula, {}, 0)
+    assert "error" not in first and _results(first)["$TargetDedicatedNodes"] == "0"
+
+
+# -- the emulated service ------------------------------------------------------------------------
+
+
+def test_emulator_reevaluates_periodically_and_keeps_busy_nodes(batch_session) -> None:
+    from azure.batch import models
+
+    client = batch_session.backend.account.client()
+    formula = (
+        "// one node per pending task, at most 2\n"
+        "$n = $PendingTasks.GetSamplePercent(TimeInterval_Minute * 5) < 70 ? "
+        "max(0, $PendingTasks.GetSample(1)) : max($PendingTasks.GetSample(1));\n"
+        "$TargetDedicatedNodes = min(2, $n);\n"
+        "$NodeDeallocationOption = taskcompletion;"
+    )
+    client.create_pool(
+        models.BatchPoolCreateOptions(
+            id="periodic", vm_size="standard_d2s_v3", enable_auto_scale=True,
+            auto_scale_formula=formula, auto_scale_evaluation_interval="PT5M",
+        )
+    )  # fmt: skip
+    try:
+        assert client.get_pool("periodic").auto_scale_run.results.startswith(
+            "$TargetDedicatedNodes=0"
+        )
+        client.create_job(
+            models.BatchJobCreateOptions(id="periodic-job", pool_info={"poolId": "periodic"})
+        )
+        client.create_task(
+            "periodic-job", models.BatchTaskCreateOptions(id="t1", command_line="sleep 1")
+        )
+        client.create_task(
+            "periodic-job", models.BatchTaskCreateOptions(id="t2", command_line="true")
+        )
+        wait_until(lambda: client.get_pool("periodic").current_dedicated_nodes == 2, timeout=30,
+                   what="two nodes for two pending tasks")  # fmt: skip
+        # t2 ends at once: the pool shrinks to one, but never takes the node running t1.
+        wait_until(lambda: client.get_task("periodic-job", "t1").state == "completed", timeout=30)
+        t1 = client.get_task("periodic-job", "t1")
+        assert (t1.execution_info.result, t1.execution_info.requeue_count) == ("success", 0)
+        wait_until(lambda: client.get_pool("periodic").current_dedicated_nodes == 0, timeout=30,
+                   what="the pool back at zero")  # fmt: skip
+    finally:
+        client.begin_delete_pool("periodic", polling_interval=0.05).result()
+        client.begin_delete_job("periodic-job", polling_interval=0.05).result()
+
+
+def test_emulator_refuses_an_interval_under_five_minutes(batch_session) -> None:
+    from azure.batch import models
+    from azure.core.exceptions import HttpResponseError
+
+    client = batch_session.backend.account.client()
+    with pytest.raises(HttpResponseError) as refused:
+        client.create_pool(
+            models.BatchPoolCreateOptions(
+                id="tooquick", vm_size="standard_d2s_v3", enable_auto_scale=True,
+                auto_scale_formula="$TargetDedicatedNodes = 0;",
+                auto_scale_evaluation_interval="PT1M",
+            )
+        )  # fmt: skip
+    assert refused.value.error.code == "InvalidPropertyValue"
+    assert "tooquick" not in [p.id for p in client.list_pools()]
