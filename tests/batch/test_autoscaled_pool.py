@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+import azhpc
 from azhpc.emulator.batch.autoscale import SampleHistory, evaluate, parse
 from azhpc.emulator.batch.model import ApiError, Pool, Store
 from azhpc.pools import Autoscale
@@ -162,3 +163,23 @@ def test_emulator_refuses_an_interval_under_five_minutes(batch_session) -> None:
         )  # fmt: skip
     assert refused.value.error.code == "InvalidPropertyValue"
     assert "tooquick" not in [p.id for p in client.list_pools()]
+
+
+# -- azhpc.Pool with an autoscale policy ---------------------------------------------------------
+
+
+def test_autoscaled_pool_runs_a_map_and_returns_to_zero_nodes(batch_session) -> None:
+    client = batch_session.backend.account.client()
+    with azhpc.Pool(
+        "autoscaled", "Standard_D2s_v5", autoscale=FOLLOW_THEN_ZERO, task_slots_per_node=2,
+        session=batch_session, timeout=60,
+    ) as pool:  # fmt: skip
+        assert pool.nodes() == {}  # nothing pending yet: the formula asks for no node
+        job = pool.submit_map(abs, range(-200, 0), chunksize=1)
+        assert job.progress.total == 200
+        wait_until(lambda: len(pool.nodes()) == 2, timeout=60, what="the pool grown to 2 nodes")
+        assert job.result(timeout=300) == list(range(200, 0, -1))
+        wait_until(lambda: pool.nodes() == {}, timeout=60, what="the pool back at zero nodes")
+        run = client.get_pool(pool.pool_id).auto_scale_run
+        assert run.error is None and "$TargetDedicatedNodes=0" in run.results
+    assert pool.pool_id not in [p.id for p in client.list_pools()]
