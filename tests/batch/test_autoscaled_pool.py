@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 import azhpc
-from azhpc.emulator.batch.autoscale import SampleHistory, evaluate, parse
+from azhpc.emulator.batch.autoscale import SampleHistory, evaluate
+from azhpc.emulator.batch.formula import parse
 from azhpc.emulator.batch.model import ApiError, Pool, Store
 from azhpc.pools import Autoscale
 from tests.conftest import batch_available, wait_until

@@ -6,7 +6,8 @@ import re
 from typing import Any
 
 from azhpc.emulator.batch import odata
-from azhpc.emulator.batch.autoscale import evaluation_interval, parse
+from azhpc.emulator.batch.autoscale import evaluation_interval
+from azhpc.emulator.batch.formula import parse
 from azhpc.emulator.batch.model import AllocationState, ApiError, NodeState, Pool, PoolState
 from azhpc.emulator.batch.server import Request, Response, Route, Service, resource_headers
 
