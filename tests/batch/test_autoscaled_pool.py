@@ -13,6 +13,7 @@ import azhpc
 from azhpc.emulator.batch.autoscale import SampleHistory, evaluate
 from azhpc.emulator.batch.formula import parse
 from azhpc.emulator.batch.model import ApiError, Pool, Store
+from azhpc.errors import EnvironmentMismatchError, PoolStartError
 from azhpc.pools import Autoscale
 from tests.conftest import batch_available, wait_until
 
@@ -184,3 +185,58 @@ def test_autoscaled_pool_runs_a_map_and_returns_to_zero_nodes(batch_session) -> 
         run = client.get_pool(pool.pool_id).auto_scale_run
         assert run.error is None and "$TargetDedicatedNodes=0" in run.results
     assert pool.pool_id not in [p.id for p in client.list_pools()]
+
+
+def test_autoscaled_pool_that_never_grows_quotes_its_last_evaluation(batch_session) -> None:
+    client = batch_session.backend.account.client()
+    # A day of samples, 90 % of them: never there within the test (a day is 58 s here).
+    formula = "$TargetDedicatedNodes = avg($PendingTasks.GetSample(TimeInterval_Day, 90));"
+    with (
+        azhpc.Pool(
+            "nevergrows", "Standard_D2s_v5", autoscale=formula, session=batch_session, timeout=2
+        ) as pool,
+        pytest.raises(PoolStartError) as never,
+    ):
+        pool.map(abs, [-1])
+    message = str(never.value)
+    assert "no usable node" in message and "InsufficientSampleData" in message
+    assert "wanted 90%" in message
+    # The job whose tasks were waiting was ended with the failure.
+    jobs = [j for j in client.list_jobs() if j.pool_info.pool_id == "nevergrows"]
+    assert jobs and all(j.state in ("terminating", "completed") for j in jobs)
+
+
+def test_adopted_autoscaled_pool_checks_the_environment_of_its_first_node(batch_session) -> None:
+    from azure.batch import models
+
+    from azhpc.backends.batch.pool_body import start_task_command_line
+
+    client = batch_session.backend.account.client()
+    record = '{"python": "3.8.10", "cloudpickle": "2.0.0", "azhpc": "0.0.1"}'
+    script = (
+        'mkdir -p "$AZ_BATCH_NODE_SHARED_DIR/azhpc" && '
+        f"echo '{record}' > \"$AZ_BATCH_NODE_SHARED_DIR/azhpc/environment.json\""
+    )
+    client.create_pool(
+        models.BatchPoolCreateOptions(
+            {
+                "id": "old-auto",
+                "vmSize": "Standard_D2s_v5",
+                "enableAutoScale": True,
+                "autoScaleFormula": (
+                    "$TargetDedicatedNodes = min(1, max(0, $PendingTasks.GetSample(1)));"
+                ),
+                "autoScaleEvaluationInterval": "PT5M",
+                "startTask": {"commandLine": start_task_command_line(script)},
+            }
+        )
+    )
+    try:
+        with azhpc.Pool("old-auto", session=batch_session, timeout=30) as pool:
+            assert pool.nodes() == {}  # adopted without waiting for a node
+            with pytest.raises(EnvironmentMismatchError, match=r"Python 3\.8 on the nodes"):
+                pool.map(abs, [-1, -2], chunksize=1)
+        jobs = [j for j in client.list_jobs() if j.pool_info.pool_id == "old-auto"]
+        assert jobs and all(j.state in ("terminating", "completed") for j in jobs)
+    finally:
+        client.begin_delete_pool("old-auto", polling_interval=0.05).result()

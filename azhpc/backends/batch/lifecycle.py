@@ -431,7 +431,7 @@ class BatchPool:
         if run is None:
             return "; Batch has not evaluated its autoscale formula yet"
         if run.error is not None:
-            details = "; ".join(str(v.value) for v in (run.error.values or []))
+            details = "; ".join(str(v.value) for v in (run.error.error_values or []))
             return (
                 f"; its last autoscale evaluation failed: {run.error.code}: "
                 f"{run.error.message}" + (f" ({details})" if details else "")
