@@ -150,6 +150,46 @@ def test_emulator_reevaluates_periodically_and_keeps_busy_nodes(batch_session) -
         client.begin_delete_job("periodic-job", polling_interval=0.05).result()
 
 
+def test_emulator_taskcompletion_lets_a_running_task_finish(batch_session) -> None:
+    from azure.batch import models
+
+    client = batch_session.backend.account.client()
+    # Once the task runs, nothing is active: the formula asks for 0 nodes while the task runs.
+    formula = (
+        "$TargetDedicatedNodes = min(1, max(0, $ActiveTasks.GetSample(1)));\n"
+        "$NodeDeallocationOption = taskcompletion;"
+    )
+    client.create_pool(
+        models.BatchPoolCreateOptions(
+            id="drain", vm_size="standard_d2s_v3", enable_auto_scale=True,
+            auto_scale_formula=formula, auto_scale_evaluation_interval="PT5M",
+        )
+    )  # fmt: skip
+    try:
+        client.create_job(
+            models.BatchJobCreateOptions(id="drain-job", pool_info={"poolId": "drain"})
+        )
+        client.create_task(
+            "drain-job", models.BatchTaskCreateOptions(id="slow", command_line="sleep 2")
+        )
+        wait_until(lambda: client.get_task("drain-job", "slow").state == "running", timeout=30)
+
+        def draining() -> bool:
+            pool = client.get_pool("drain")
+            return pool.target_dedicated_nodes == 0 and pool.current_dedicated_nodes == 1
+
+        wait_until(draining, timeout=30, what="target 0 while the node still runs the task")
+        assert client.get_pool("drain").allocation_state == "resizing"
+        wait_until(lambda: client.get_task("drain-job", "slow").state == "completed", timeout=30)
+        info = client.get_task("drain-job", "slow").execution_info
+        assert (info.result, info.requeue_count, info.retry_count) == ("success", 0, 0)
+        wait_until(lambda: client.get_pool("drain").current_dedicated_nodes == 0, timeout=30)
+        assert client.get_pool("drain").allocation_state == "steady"
+    finally:
+        client.begin_delete_pool("drain", polling_interval=0.05).result()
+        client.begin_delete_job("drain-job", polling_interval=0.05).result()
+
+
 def test_emulator_refuses_an_interval_under_five_minutes(batch_session) -> None:
     from azure.batch import models
     from azure.core.exceptions import HttpResponseError
