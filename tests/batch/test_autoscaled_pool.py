@@ -190,7 +190,7 @@ def test_emulator_taskcompletion_lets_a_running_task_finish(batch_session) -> No
         client.begin_delete_job("drain-job", polling_interval=0.05).result()
 
 
-def test_emulator_refuses_an_interval_under_five_minutes(batch_session) -> None:
+def test_emulator_refuses_bad_autoscale_settings_at_pool_creation(batch_session) -> None:
     from azure.batch import models
     from azure.core.exceptions import HttpResponseError
 
@@ -205,6 +205,14 @@ def test_emulator_refuses_an_interval_under_five_minutes(batch_session) -> None:
         )  # fmt: skip
     assert refused.value.error.code == "InvalidPropertyValue"
     assert "tooquick" not in [p.id for p in client.list_pools()]
+    with pytest.raises(HttpResponseError) as both:  # a target, even 0, with autoscale
+        client.create_pool(
+            models.BatchPoolCreateOptions(
+                id="both", vm_size="standard_d2s_v3", enable_auto_scale=True,
+                auto_scale_formula="$TargetDedicatedNodes = 0;", target_dedicated_nodes=0,
+            )
+        )  # fmt: skip
+    assert both.value.error.code == "InvalidPropertyValue"
 
 
 # -- azhpc.Pool with an autoscale policy ---------------------------------------------------------

@@ -71,8 +71,8 @@ SAMPLE_SECONDS = 30.0
 SAMPLE_DELAY_SECONDS = 60.0
 #: The formula page, "Automatic scaling interval": 15 minutes by default, "The minimum interval
 #: is five minutes, and the maximum is 168 hours ... the Batch service returns a Bad Request
-#: (400) error" (``InvalidPropertyValue``, as the Batch .NET SDK's AutoScaleEvaluationInterval
-#: test expects).
+#: (400) error"; BatchService.json (2025-06-01), autoScaleEvaluationInterval: "the Batch service
+#: rejects the request with an invalid property value error" (``InvalidPropertyValue``).
 DEFAULT_INTERVAL = dt.timedelta(minutes=15)
 MIN_INTERVAL = dt.timedelta(minutes=5)
 MAX_INTERVAL = dt.timedelta(hours=168)

@@ -71,7 +71,11 @@ def add_pool(service: Service, body: dict[str, Any]) -> Pool:
     auto = bool(body.get("enableAutoScale"))
     if auto:
         _require(body, "autoScaleFormula")
-        if body.get("targetDedicatedNodes") or body.get("targetLowPriorityNodes"):
+        # BatchService.json (2025-06-01), targetDedicatedNodes / targetLowPriorityNodes: "This
+        # property must not be specified if enableAutoScale is set to true" (0 included).
+        if body.get("targetDedicatedNodes") is not None or (
+            body.get("targetLowPriorityNodes") is not None
+        ):
             raise ApiError(
                 400,
                 "InvalidPropertyValue",
