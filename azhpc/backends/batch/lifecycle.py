@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from azhpc.backends.batch.account import call_batch
 from azhpc.backends.batch.pool_body import ENVIRONMENT_RECORD, to_batch_pool
 from azhpc.errors import ConfigError, EnvironmentMismatchError, PoolStartError
-from azhpc.pools.autoscale import Autoscale
+from azhpc.pools.autoscale import MIN_EVALUATION_MINUTES, Autoscale
 from azhpc.pools.catalog import price_table
 from azhpc.pools.estimate import estimate_cost
 from azhpc.progress import choose_view
@@ -161,8 +161,11 @@ class BatchPool:
         self._target = (spec.nodes + spec.spot_nodes) if spec is not None else 1
         #: An autoscaled pool has nodes only while tasks are pending (see :meth:`ensure_usable`).
         self.autoscaled = spec is not None and spec.autoscale is not None
+        #: Its autoScaleEvaluationInterval, in seconds (as pool_body.to_batch_pool sets it).
+        self._autoscale_interval = 60.0 * MIN_EVALUATION_MINUTES
         if spec is not None and isinstance(spec.autoscale, Autoscale):
             self._target = spec.autoscale.max_nodes
+            self._autoscale_interval = 60.0 * spec.autoscale.interval_minutes
         self._started = False
         self._ready = False
         self._released = False
@@ -235,18 +238,9 @@ class BatchPool:
                 return
             if self._released:
                 raise ConfigError(f"pool {self.pool_id!r} was deleted; open a new azhpc.Pool")
-            if self._started:
-                pass
-            elif self._for_job is not None:
-                self._say(
-                    f"pool {self.pool_id!r} created by Batch for job {self._for_job!r}, "
-                    f"deleted when the job ends: {self.spec.estimate().summary_line()}"  # type: ignore[union-attr]
-                )
-            elif not self.exists():
-                self._create()
-            else:
-                self._adopt()
-            self._started = True
+            if not self._started:
+                self._start()
+                self._started = True
             if self.autoscaled:
                 # Its formula asks for nodes only once tasks are pending: waiting for a node
                 # here would wait for ever. The backend adds a job's tasks, then calls
@@ -277,6 +271,18 @@ class BatchPool:
             self.environment = self._read_environment(nodes)
             check_environment(self.environment, self.pool_id)
             self._ready = True
+
+    def _start(self) -> None:
+        """Create the pool, adopt an existing one, or (job-scoped) note the one Batch made."""
+        if self._for_job is not None:
+            self._say(
+                f"pool {self.pool_id!r} created by Batch for job {self._for_job!r}, "
+                f"deleted when the job ends: {self.spec.estimate().summary_line()}"  # type: ignore[union-attr]
+            )
+        elif not self.exists():
+            self._create()
+        else:
+            self._adopt()
 
     def ensure_job_pool(self, batch_job_id: str, pool_id: str) -> BatchPool:
         """Wait for the auto pool Batch created for a job (job-scoped pools), check its nodes'
@@ -324,6 +330,8 @@ class BatchPool:
             (pool.target_dedicated_nodes or 0) + (pool.target_low_priority_nodes or 0)
         )
         self.autoscaled = bool(pool.enable_auto_scale)
+        if pool.auto_scale_evaluation_interval is not None:
+            self._autoscale_interval = pool.auto_scale_evaluation_interval.total_seconds()
         self._adopted_size = (
             str(pool.vm_size or ""),
             int(pool.target_dedicated_nodes or 0),
@@ -412,9 +420,7 @@ class BatchPool:
         (none on the emulator, whose clock runs fast)."""
         if not self.autoscaled or self.account.emulated:
             return 0.0
-        policy = self.spec.autoscale if self.spec is not None else None
-        interval = policy.interval_minutes if isinstance(policy, Autoscale) else 15
-        return 60.0 * interval
+        return self._autoscale_interval
 
     def _autoscale_report(self) -> str:
         """The last autoscale evaluation of the pool, for an error message ("" if unknown)."""
