@@ -66,6 +66,43 @@ def test_emulator_reevaluates_periodically_and_keeps_busy_nodes(batch_session) -
         client.begin_delete_job("periodic-job", polling_interval=0.05).result()
 
 
+def test_emulator_evaluate_autoscale_reports_as_batch_does(batch_session) -> None:
+    from azure.batch import models
+    from azure.core.exceptions import HttpResponseError
+
+    client = batch_session.backend.account.client()
+    client.create_pool(
+        models.BatchPoolCreateOptions(
+            id="evaluated", vm_size="standard_d2s_v3", enable_auto_scale=True,
+            auto_scale_formula="$TargetDedicatedNodes = 0;",
+        )
+    )  # fmt: skip
+    try:
+        # Syntax: the request is refused (400), naming line and column.
+        with pytest.raises(HttpResponseError) as refused:
+            client.evaluate_pool_auto_scale(
+                "evaluated",
+                models.BatchPoolEvaluateAutoScaleOptions(auto_scale_formula="$a = (1;"),
+            )
+        assert refused.value.status_code == 400
+        assert refused.value.error.code == "AutoScalingFormulaSyntaxError"
+        # Run time: the request succeeds and the run carries the error.
+        run = client.evaluate_pool_auto_scale(
+            "evaluated",
+            models.BatchPoolEvaluateAutoScaleOptions(
+                auto_scale_formula=(
+                    "$TargetDedicatedNodes = avg($PendingTasks.GetSample(TimeInterval_Day, 50));"
+                )
+            ),
+        )
+        assert run.error.code == "InsufficientSampleData"
+        assert "wanted 50%" in run.error.error_values[0].value
+        # Evaluating changes nothing.
+        assert client.get_pool("evaluated").auto_scale_formula == "$TargetDedicatedNodes = 0;"
+    finally:
+        client.begin_delete_pool("evaluated", polling_interval=0.05).result()
+
+
 def test_emulator_taskcompletion_lets_a_running_task_finish(batch_session) -> None:
     from azure.batch import models
 
