@@ -96,7 +96,7 @@ def add_pool(service: Service, body: dict[str, Any]) -> Pool:
         pool.enable_auto_scale = True
         pool.auto_scale_formula = body["autoScaleFormula"]
         # Evaluated at once, then every autoScaleEvaluationInterval (runner.py).
-        service.engine.enable_autoscale(pool, formula, interval.total_seconds())
+        service.engine.autoscale.enable(pool, formula, interval.total_seconds())
     else:
         service.engine.resize(pool, dedicated, low_priority)
     return pool
@@ -195,7 +195,7 @@ def enable_autoscale(service: Service, request: Request) -> Response:
         pool.auto_scale_formula = text
         pool.spec["autoScaleEvaluationInterval"] = given or "PT15M"
         pool.touch()
-        service.engine.enable_autoscale(pool, formula, interval.total_seconds())
+        service.engine.autoscale.enable(pool, formula, interval.total_seconds())
         return Response(200, headers=resource_headers(pool))
 
 
@@ -204,7 +204,7 @@ def disable_autoscale(service: Service, request: Request) -> Response:
     with service.store.lock:
         pool = _active_pool(service, request.args["poolId"])
         pool.enable_auto_scale = False
-        service.engine.disable_autoscale(pool)
+        service.engine.autoscale.disable(pool)
         pool.touch()
         return Response(200, headers=resource_headers(pool))
 
@@ -223,7 +223,7 @@ def evaluate_autoscale(service: Service, request: Request) -> Response:
             raise ApiError(
                 409, "AutoScalingNotEnabled", "The pool does not have autoscale enabled."
             )
-        run = service.engine.evaluate_formula(pool, parse(body["autoScaleFormula"]))
+        run = service.engine.autoscale.evaluate(pool, parse(body["autoScaleFormula"]))
         return Response(200, run.body)
 
 

@@ -9,11 +9,8 @@ One scheduler thread hands active tasks to nodes with free task slots (Spread: t
 the most free slots first); each attempt runs in its own thread. An attempt cancelled by a
 preemption/removal never writes its outcome: the task has already been requeued.
 
-One autoscale thread samples every autoscaled pool's task and node metrics every 30 seconds of
-the service's clock and evaluates its formula every ``autoScaleEvaluationInterval``, resizing the
-pool as the formula says (``autoscale.py``). The service's clock runs fast: a minute of it lasts
-``Timings.autoscale_minute`` real seconds (0.04 s: Batch's shortest interval, 5 minutes, is
-0.2 s), so sample windows, delays and intervals keep their proportions.
+Autoscaled pools are sampled and their formulas evaluated by ``schedule.py``, which resizes
+them through :meth:`Engine.resize`.
 
 Shrinking follows the node deallocation option (``$NodeDeallocationOption`` of the formula;
 ``requeue`` otherwise), as the formula page describes it: ``requeue`` stops the tasks of the
@@ -26,19 +23,10 @@ from __future__ import annotations
 
 import subprocess
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from azhpc.emulator.batch.autoscale import (
-    SAMPLE_SECONDS,
-    AutoscaleRun,
-    Formula,
-    SampleHistory,
-    evaluate,
-    sample_pool,
-)
 from azhpc.emulator.batch.model import (
     SCHEDULABLE,
     AllocationState,
@@ -64,6 +52,7 @@ from azhpc.emulator.batch.processes import (
     run_process,
     task_environment,
 )
+from azhpc.emulator.batch.schedule import AutoscaleSchedule
 from azhpc.emulator.batch.transfer import (
     TransferError,
     download_resource_files,
@@ -91,18 +80,6 @@ class Timings:
     autoscale_minute: float = 0.04
 
 
-@dataclass
-class _Autoscaled:
-    """An autoscaled pool's formula, evaluation schedule and samples (service seconds)."""
-
-    pool: Pool
-    formula: Formula
-    interval: float
-    history: SampleHistory
-    next_evaluation: float
-    last_sample: int = -1
-
-
 class Engine:
     """Runs an emulated account's nodes and tasks against its :class:`Store`."""
 
@@ -115,13 +92,8 @@ class Engine:
         self._scheduler = threading.Thread(
             target=self._schedule_loop, name="batch-emulator-scheduler", daemon=True
         )
-        self._autoscaler = threading.Thread(
-            target=self._autoscale_loop, name="batch-emulator-autoscale", daemon=True
-        )
-        #: Service seconds per real second, and the real time the service clock started.
-        self._scale = 60.0 / timings.autoscale_minute
-        self._clock_start = time.monotonic()
-        self._autoscaled: dict[str, _Autoscaled] = {}
+        #: Autoscaled pools: their samples and periodic evaluation (``schedule.py``).
+        self.autoscale = AutoscaleSchedule(self, timings.autoscale_minute)
         #: Per pool: the node deallocation option of its latest resize, and the nodes that
         #: leave once their running tasks complete.
         self._deallocation: dict[str, str] = {}
@@ -132,7 +104,7 @@ class Engine:
     def start(self) -> None:
         """Start the scheduler and autoscale threads."""
         self._scheduler.start()
-        self._autoscaler.start()
+        self.autoscale.start()
 
     def stop(self) -> None:
         """Stop scheduling, kill every task and start task process, join the threads."""
@@ -145,8 +117,7 @@ class Engine:
                     self._cancel_node_work(node, requeue=False)
             store.changed.notify_all()
         self._scheduler.join(timeout=5)
-        if self._autoscaler.is_alive():
-            self._autoscaler.join(timeout=5)
+        self.autoscale.join(timeout=5)
         for thread in list(self._threads):
             thread.join(timeout=5)
 
@@ -374,6 +345,10 @@ class Engine:
                 pool.set_allocation_state(AllocationState.STEADY)
             self.store.changed.notify_all()
 
+    def deallocation(self, pool: Pool) -> str:
+        """The node deallocation option of the pool's latest resize (``requeue`` by default)."""
+        return self._deallocation.get(pool.id, "requeue")
+
     def _terminate_node_tasks(self, node: Node) -> None:
         """``terminate``: a leaving node's running tasks end now, as failed. Caller holds lock.
 
@@ -414,85 +389,13 @@ class Engine:
         if not draining and pool.state == PoolState.ACTIVE:
             pool.set_allocation_state(AllocationState.STEADY)
 
-    # -- autoscale ------------------------------------------------------------------------------
-
-    def service_now(self) -> float:
-        """The service's autoscale clock, in its seconds (see :class:`Timings`)."""
-        return (time.monotonic() - self._clock_start) * self._scale
-
-    def enable_autoscale(self, pool: Pool, formula: Formula, interval_seconds: float) -> None:
-        """Evaluate ``formula`` now and then every ``interval_seconds`` (service time), on the
-        pool's samples (kept across formula changes). Caller holds the lock."""
-        now = self.service_now()
-        state = self._autoscaled.get(pool.id)
-        if state is None or state.pool is not pool:
-            state = _Autoscaled(pool, formula, interval_seconds, SampleHistory(), now)
-            self._autoscaled[pool.id] = state
-            self._sample(state, now)
-        state.formula, state.interval = formula, interval_seconds
-        # The formula page: a new interval starts "a new schedule ... at the time at which the
-        # request to enable autoscaling was issued".
-        state.next_evaluation = now + interval_seconds
-        self._evaluate(state, now)
-
-    def disable_autoscale(self, pool: Pool) -> None:
-        """Stop evaluating the pool's formula. Caller holds the lock."""
-        self._autoscaled.pop(pool.id, None)
-
-    def evaluate_formula(self, pool: Pool, formula: Formula) -> AutoscaleRun:
-        """Run a formula on the pool's samples without applying it. Caller holds the lock."""
-        state = self._autoscaled.get(pool.id)
-        history = state.history if state is not None and state.pool is pool else None
-        return evaluate(
-            self.store, pool, formula, history=history, now=self.service_now(), scale=self._scale
-        )
-
-    def _sample(self, state: _Autoscaled, now: float) -> None:
-        slot = int(now // SAMPLE_SECONDS)
-        if slot > state.last_sample:
-            state.last_sample = slot
-            state.history.record(now, sample_pool(self.store, state.pool))
-
-    def _evaluate(self, state: _Autoscaled, now: float) -> None:
-        pool = state.pool
-        run = evaluate(
-            self.store, pool, state.formula, history=state.history, now=now, scale=self._scale
-        )
-        pool.auto_scale_run = run.body
-        if run.dedicated is None or run.low_priority is None:
-            return  # a failed run leaves the targets as they were
-        changed = (run.dedicated, run.low_priority) != (
-            pool.target_dedicated,
-            pool.target_low_priority,
-        )
-        if changed or run.deallocation != self._deallocation.get(pool.id, "requeue"):
-            self.resize(pool, run.dedicated, run.low_priority, deallocation=run.deallocation)
-
-    def _autoscale_loop(self) -> None:
-        store = self.store
-        # Tick at a quarter of the sample period so that no 30-second slot is skipped.
-        tick = self.timings.autoscale_minute * SAMPLE_SECONDS / 60.0 / 4
-        while not store.stopping.wait(tick):
-            with store.lock:
-                now = self.service_now()
-                for pool_id, state in list(self._autoscaled.items()):
-                    pool = state.pool
-                    alive = store.pools.get(pool_id) is pool and pool.state == PoolState.ACTIVE
-                    if not alive or not pool.enable_auto_scale:
-                        del self._autoscaled[pool_id]
-                        continue
-                    self._sample(state, now)
-                    if now >= state.next_evaluation:
-                        state.next_evaluation = now + state.interval
-                        self._evaluate(state, now)
-
     def delete_pool(self, pool: Pool) -> None:
         """``deleting``: kill the nodes' work (tasks requeued), then drop the pool."""
         pool.state = PoolState.DELETING
         pool.state_transition_time = utcnow()
         pool.touch()
         pool.resize_generation += 1
-        self._autoscaled.pop(pool.id, None)
+        self.autoscale.disable(pool)
         for node in list(pool.nodes.values()):
             self.remove_node(pool, node)
         self._draining.pop(pool.id, None)
