@@ -1,12 +1,22 @@
-"""Autoscale helpers: the Batch formula text."""
+"""Autoscale helpers: the Batch formula text, and what Batch (the emulator's formula language,
+which follows Batch's documentation) makes of it."""
 
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from azhpc.emulator.batch.autoscale import SampleHistory, evaluate
+from azhpc.emulator.batch.formula import parse
+from azhpc.emulator.batch.model import ApiError, Pool, Store
 from azhpc.pools import Autoscale, PoolSpecError
+
+FOLLOW_THEN_ZERO = Autoscale.follow_pending_tasks(max_nodes=2, slots_per_node=2) + (
+    Autoscale.scale_to_zero_when_idle(idle_minutes=5)
+)
 
 
 def statements(formula: str) -> list[str]:
@@ -77,3 +87,84 @@ def test_autoscale_refuses_bad_arguments() -> None:
         Autoscale.follow_pending_tasks(max_nodes=0)
     with pytest.raises(PoolSpecError, match="same spot"):
         Autoscale.follow_pending_tasks(max_nodes=2) + Autoscale.scale_to_zero_when_idle(spot=True)
+
+
+# -- the formulas as Batch runs them (the emulator) -----------------------------------------
+
+
+def _run(formula: str, samples: dict[float, float], now: float) -> dict[str, Any]:
+    """Evaluate ``formula`` on ``$PendingTasks`` samples {service second: value} at ``now``."""
+    history = SampleHistory()
+    for t, value in sorted(samples.items()):
+        history.record(t, {"$PendingTasks": value, "$ActiveTasks": value})
+    run = evaluate(Store(Path("/nonexistent")), Pool(id="p", spec={}), formula, history=history,
+                   now=now)  # fmt: skip
+    return run.body
+
+
+def _results(body: dict[str, Any]) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in body["results"].split(";"))
+
+
+# -- the formula language ------------------------------------------------------------------------
+
+
+def test_emulator_accepts_azhpc_formulas_with_comments() -> None:
+    # Every formula azhpc generates has '//' comment lines, some with ';' inside them.
+    for policy in (FOLLOW_THEN_ZERO, Autoscale.follow_pending_tasks(max_nodes=3, spot=True)):
+        assert len(parse(policy.formula).statements) >= 5
+
+
+def test_emulator_formula_syntax_errors_are_batch_errors() -> None:
+    with pytest.raises(ApiError) as bad:
+        parse("$TargetDedicatedNodes = 2 +;\n")
+    assert (bad.value.status, bad.value.code) == (400, "AutoScalingFormulaSyntaxError")
+    assert "Line 1, Col 28" in bad.value.message
+    for formula in ("$TargetDedicatedNodes = nosuch(1);", "$PendingTasks = 1;", "$a = $b;"):
+        with pytest.raises(ApiError, match="syntax error"):
+            parse(formula)
+    with pytest.raises(ApiError) as long:
+        parse("$a = 1;" * 2000)
+    assert long.value.code == "AutoScalingFormulaTooLong"
+
+
+def test_emulator_get_sample_percent_is_a_percent() -> None:
+    every_30s = {float(t): 3.0 for t in range(0, 600, 30)}  # 20 samples, the last at 570 s
+    body = _run("$p = $PendingTasks.GetSamplePercent(TimeInterval_Minute * 5);", every_30s, 600)
+    # 10 possible samples in the last 5 minutes; the last minute's have not propagated yet.
+    assert _results(body)["$p"] == "80"
+
+
+def test_emulator_get_sample_with_a_percent_fails_the_run_as_batch_does() -> None:
+    body = _run(
+        "$TargetDedicatedNodes = avg($PendingTasks.GetSample(TimeInterval_Minute * 10, 95));",
+        {0.0: 1.0, 30.0: 1.0},
+        120,
+    )
+    assert body["error"]["code"] == "InsufficientSampleData"
+    assert body["error"]["values"][0]["value"].startswith("Line 1, Col ")
+    assert "wanted 95%" in body["error"]["values"][0]["value"]
+
+
+def test_emulator_ternary_evaluates_only_the_chosen_branch() -> None:
+    formula = (
+        "$n = $PendingTasks.GetSamplePercent(TimeInterval_Minute * 10) < 70 ? 1 : "
+        "avg($PendingTasks.GetSample(TimeInterval_Minute * 10, 70));\n"
+        "$TargetDedicatedNodes = $n; $NodeDeallocationOption = taskcompletion;"
+    )
+    body = _run(formula, {}, 0)
+    assert "error" not in body
+    assert _results(body)["$TargetDedicatedNodes"] == "1"
+    assert _results(body)["$NodeDeallocationOption"] == "taskcompletion"
+
+
+def test_emulator_follow_then_zero_formula_semantics() -> None:
+    formula = FOLLOW_THEN_ZERO.formula
+    busy = {float(t): 7.0 for t in range(0, 600, 30)}
+    assert _results(_run(formula, busy, 600))["$TargetDedicatedNodes"] == "2"
+    # Five quiet minutes after the work: the follow policy wants none, the idle window agrees.
+    done = busy | {float(t): 0.0 for t in range(600, 1200, 30)}
+    assert _results(_run(formula, done, 1200))["$TargetDedicatedNodes"] == "0"
+    # No samples yet (a new pool): no node, and no error.
+    first = _run(formula, {}, 0)
+    assert "error" not in first and _results(first)["$TargetDedicatedNodes"] == "0"

@@ -230,9 +230,10 @@ class BatchBackend(Backend):
         self.pool.ensure()
         manifest = self.store.manifest(spec.job_id)
         batch_job_id = self._create_or_adopt_job(spec)
+        job_pool = None
         if self.pool.job_scoped:
             try:
-                self.pool.ensure_job_pool(batch_job_id, self._job_pool_id(batch_job_id))
+                job_pool = self.pool.ensure_job_pool(batch_job_id, self._job_pool_id(batch_job_id))
             except BaseException:
                 self._terminate(batch_job_id)  # Batch deletes the job's pool with it
                 raise
@@ -248,6 +249,9 @@ class BatchBackend(Backend):
             self._runs[spec.job_id] = run
         try:
             self._add_tasks(batch_job_id, tasks)
+            # An autoscaled pool grows only once tasks are pending: its first node, and the
+            # check of the environment it recorded, can be waited for only now.
+            (job_pool or self.pool).ensure_usable()
         except BaseException:
             with self._lock:
                 self._runs.pop(spec.job_id, None)

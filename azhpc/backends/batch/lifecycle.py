@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from azhpc.backends.batch.account import call_batch
 from azhpc.backends.batch.pool_body import ENVIRONMENT_RECORD, ownership_metadata, to_batch_pool
 from azhpc.errors import BatchError, ConfigError, EnvironmentMismatchError, PoolStartError
+from azhpc.pools.autoscale import MIN_EVALUATION_MINUTES, Autoscale
 from azhpc.pools.catalog import price_table
 from azhpc.pools.estimate import estimate_cost
 from azhpc.progress import choose_view
@@ -171,6 +172,14 @@ class BatchPool:
         self.environment: dict[str, Any] | None = None
         self._slots_per_node = spec.task_slots_per_node if spec is not None else 1
         self._target = (spec.nodes + spec.spot_nodes) if spec is not None else 1
+        #: An autoscaled pool has nodes only while tasks are pending (see :meth:`ensure_usable`).
+        self.autoscaled = spec is not None and spec.autoscale is not None
+        #: Its autoScaleEvaluationInterval, in seconds (as pool_body.to_batch_pool sets it).
+        self._autoscale_interval = 60.0 * MIN_EVALUATION_MINUTES
+        if spec is not None and isinstance(spec.autoscale, Autoscale):
+            self._target = spec.autoscale.max_nodes
+            self._autoscale_interval = 60.0 * spec.autoscale.interval_minutes
+        self._started = False
         self._ready = False
         self._released = False
         self._adopted_size: tuple[str, int, int] | None = None
@@ -247,26 +256,58 @@ class BatchPool:
                 return
             if self._released:
                 raise ConfigError(f"pool {self.pool_id!r} was deleted; open a new azhpc.Pool")
-            if self._for_job is not None:
-                self._say(
-                    f"pool {self.pool_id!r} created by Batch for job {self._for_job!r}, "
-                    f"deleted when the job ends: {self.spec.estimate().summary_line()}"  # type: ignore[union-attr]
-                )
-            else:
-                state = self.pool_state()
-                if state == "deleting":
-                    # A pool of this id is still being deleted (a cell run again right after
-                    # the pool was deleted): Batch refuses every write to it with 409
-                    # PoolBeingDeleted, so wait until it is gone and create it again.
-                    state = self._wait_out_deletion()
-                if state is None:
-                    self._create()
-                else:
-                    self._adopt()
+            if not self._started:
+                self._start()
+                self._started = True
+            if self.autoscaled:
+                # Its formula asks for nodes only once tasks are pending: waiting for a node
+                # here would wait for ever. The backend adds a job's tasks, then calls
+                # ensure_usable().
+                self._say(f"pool {self.pool_id!r} autoscales: nodes start once tasks are pending")
+                return
+            self.ensure_usable()
+
+    def ensure_usable(self) -> None:
+        """Wait for a usable node and check the environment its start task recorded (once).
+
+        :meth:`ensure` does this for a pool of fixed size. An autoscaled pool grows only when
+        tasks are pending, so the backend calls this after adding a job's tasks; the wait then
+        allows one autoscale evaluation interval more than ``timeout`` (on Azure).
+
+        Raises
+        ------
+        PoolStartError
+            No usable node in time (for an autoscaled pool the message quotes the last
+            autoscale evaluation), or every node's start task failed.
+        EnvironmentMismatchError
+            The nodes were prepared for another Python, cloudpickle or azhpc.
+        """
+        with self._lock:
+            if self._ready or self.job_scoped:
+                return
             nodes = self._wait_for_nodes()
             self.environment = self._read_environment(nodes)
             check_environment(self.environment, self.pool_id)
             self._ready = True
+
+    def _start(self) -> None:
+        """Create the pool, adopt an existing one, or (job-scoped) note the one Batch made."""
+        if self._for_job is not None:
+            self._say(
+                f"pool {self.pool_id!r} created by Batch for job {self._for_job!r}, "
+                f"deleted when the job ends: {self.spec.estimate().summary_line()}"  # type: ignore[union-attr]
+            )
+        else:
+            state = self.pool_state()
+            if state == "deleting":
+                # A pool of this id is still being deleted (a cell run again right after the
+                # pool was deleted): Batch refuses every write to it with 409
+                # PoolBeingDeleted, so wait until it is gone and create it again.
+                state = self._wait_out_deletion()
+            if state is None:
+                self._create()
+            else:
+                self._adopt()
 
     def ensure_job_pool(self, batch_job_id: str, pool_id: str) -> BatchPool:
         """Wait for the auto pool Batch created for a job (job-scoped pools), check its nodes'
@@ -342,6 +383,9 @@ class BatchPool:
         self._target = int(
             (pool.target_dedicated_nodes or 0) + (pool.target_low_priority_nodes or 0)
         )
+        self.autoscaled = bool(pool.enable_auto_scale)
+        if pool.auto_scale_evaluation_interval is not None:
+            self._autoscale_interval = pool.auto_scale_evaluation_interval.total_seconds()
         self._adopted_size = (
             str(pool.vm_size or ""),
             int(pool.target_dedicated_nodes or 0),
@@ -425,8 +469,37 @@ class BatchPool:
             + "\nFix the start task (or the node), or run on fewer nodes with nodes=N."
         )
 
+    def _autoscale_wait(self) -> float:
+        """Seconds an autoscaled pool may take beyond ``timeout``: one evaluation interval
+        (none on the emulator, whose clock runs fast)."""
+        if not self.autoscaled or self.account.emulated:
+            return 0.0
+        return self._autoscale_interval
+
+    def _autoscale_report(self) -> str:
+        """The last autoscale evaluation of the pool, for an error message ("" if unknown)."""
+        if not self.autoscaled:
+            return ""
+        try:
+            pool = self._call(
+                f"get pool {self.pool_id!r}",
+                lambda: self.account.client().get_pool(self.pool_id, select=["autoScaleRun"]),
+            )
+        except Exception:  # a courtesy: never hide the real error
+            return ""
+        run = pool.auto_scale_run
+        if run is None:
+            return "; Batch has not evaluated its autoscale formula yet"
+        if run.error is not None:
+            details = "; ".join(str(v.value) for v in (run.error.error_values or []))
+            return (
+                f"; its last autoscale evaluation failed: {run.error.code}: "
+                f"{run.error.message}" + (f" ({details})" if details else "")
+            )
+        return f"; its last autoscale evaluation gave {run.results}"
+
     def _wait_for_nodes(self) -> list[str]:
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + self.timeout + self._autoscale_wait()
         last = None
         delay = 0.05 if self.account.emulated else 2.0
         while True:
@@ -439,17 +512,19 @@ class BatchPool:
             usable = [n for n, s in states.items() if s in USABLE]
             settling = [n for n, s in states.items() if s in ON_THE_WAY]
             broken = [n for n, s in states.items() if s in BROKEN]
-            if usable and (not settling or len(usable) >= self._target):
+            # An autoscaled pool's first usable node is enough: tasks are already waiting.
+            if usable and (self.autoscaled or not settling or len(usable) >= self._target):
                 if broken:
                     self._say(self._broken_message(broken, states, fatal=False))
                 return usable
             if states and not usable and not settling and broken:
                 raise PoolStartError(self._broken_message(broken, states, fatal=True))
             if time.monotonic() > deadline:
+                waited = self.timeout + self._autoscale_wait()
                 raise PoolStartError(
-                    f"pool {self.pool_id!r} has no usable node after {self.timeout:.0f} s "
-                    f"({summary}); check the VM size's quota in the account, or wait longer "
-                    "with azhpc.Pool(..., timeout=seconds)"
+                    f"pool {self.pool_id!r} has no usable node after {waited:.0f} s "
+                    f"({summary}{self._autoscale_report()}); check the VM size's quota in the "
+                    "account, or wait longer with azhpc.Pool(..., timeout=seconds)"
                 )
             time.sleep(delay)  # polling the service: nodes change state on their own
             delay = min(delay * 2, 0.5 if self.account.emulated else 10.0)

@@ -7,7 +7,8 @@ import re
 from typing import Any
 
 from azhpc.emulator.batch import odata
-from azhpc.emulator.batch.autoscale import evaluate
+from azhpc.emulator.batch.autoscale import evaluation_interval
+from azhpc.emulator.batch.formula import parse
 from azhpc.emulator.batch.model import AllocationState, ApiError, NodeState, Pool, PoolState
 from azhpc.emulator.batch.server import Request, Response, Route, Service, resource_headers
 
@@ -116,7 +117,11 @@ def add_pool(service: Service, body: dict[str, Any]) -> Pool:
     auto = bool(body.get("enableAutoScale"))
     if auto:
         _require(body, "autoScaleFormula")
-        if body.get("targetDedicatedNodes") or body.get("targetLowPriorityNodes"):
+        # BatchService.json (2025-06-01), targetDedicatedNodes / targetLowPriorityNodes: "This
+        # property must not be specified if enableAutoScale is set to true" (0 included).
+        if body.get("targetDedicatedNodes") is not None or (
+            body.get("targetLowPriorityNodes") is not None
+        ):
             raise ApiError(
                 400,
                 "InvalidPropertyValue",
@@ -127,16 +132,19 @@ def add_pool(service: Service, body: dict[str, Any]) -> Pool:
     start_task = body.get("startTask")
     if start_task is not None:
         _require(start_task, "commandLine")
+    if auto:
+        formula = parse(body["autoScaleFormula"])
+        interval = evaluation_interval(body.get("autoScaleEvaluationInterval"))
     store = service.store
     pool = Pool(id=body["id"], spec=body)
+    store.pools[pool.id] = pool
     if auto:
         pool.enable_auto_scale = True
         pool.auto_scale_formula = body["autoScaleFormula"]
-        dedicated, low_priority, pool.auto_scale_run = evaluate(
-            store, pool, pool.auto_scale_formula
-        )
-    store.pools[pool.id] = pool
-    service.engine.resize(pool, dedicated, low_priority)
+        # Evaluated at once, then every autoScaleEvaluationInterval (runner.py).
+        service.engine.autoscale.enable(pool, formula, interval.total_seconds())
+    else:
+        service.engine.resize(pool, dedicated, low_priority)
     return pool
 
 
@@ -213,16 +221,27 @@ def enable_autoscale(service: Service, request: Request) -> Response:
     body = request.json()
     with service.store.lock:
         pool = _active_pool(service, request.args["poolId"])
-        formula = body.get("autoScaleFormula") or pool.auto_scale_formula
-        if not formula:
-            raise ApiError(400, "MissingRequiredProperty", "autoScaleFormula is required")
-        dedicated, low, run = evaluate(service.store, pool, formula)
+        # Pool_EnableAutoScale (the formula page, "Enable autoscaling on an existing pool"): a
+        # pool without autoscale needs a formula; one with it keeps what the request omits.
+        text = body.get("autoScaleFormula") or (
+            pool.auto_scale_formula if pool.enable_auto_scale else None
+        )
+        if not text:
+            raise ApiError(
+                400,
+                "MissingRequiredProperty",
+                "A required property was not specified in the request body: autoScaleFormula",
+            )
+        formula = parse(text)
+        given = body.get("autoScaleEvaluationInterval") or (
+            pool.spec.get("autoScaleEvaluationInterval") if pool.enable_auto_scale else None
+        )
+        interval = evaluation_interval(given)  # 15 minutes when not given
         pool.enable_auto_scale = True
-        pool.auto_scale_formula = formula
-        pool.auto_scale_run = run
-        if body.get("autoScaleEvaluationInterval"):
-            pool.spec["autoScaleEvaluationInterval"] = body["autoScaleEvaluationInterval"]
-        service.engine.resize(pool, dedicated, low)
+        pool.auto_scale_formula = text
+        pool.spec["autoScaleEvaluationInterval"] = given or "PT15M"
+        pool.touch()
+        service.engine.autoscale.enable(pool, formula, interval.total_seconds())
         return Response(200, headers=resource_headers(pool))
 
 
@@ -231,12 +250,17 @@ def disable_autoscale(service: Service, request: Request) -> Response:
     with service.store.lock:
         pool = _active_pool(service, request.args["poolId"])
         pool.enable_auto_scale = False
+        service.engine.autoscale.disable(pool)
         pool.touch()
         return Response(200, headers=resource_headers(pool))
 
 
 def evaluate_autoscale(service: Service, request: Request) -> Response:
-    """``POST /pools/{poolId}/evaluateautoscale`` (Pool_EvaluateAutoScale): no resize."""
+    """``POST /pools/{poolId}/evaluateautoscale`` (Pool_EvaluateAutoScale): no resize.
+
+    A formula that does not parse is a 400; one that fails while running is a 200 whose
+    ``AutoScaleRun`` has the ``error`` (the REST reference's example: ``InsufficientSampleData``).
+    """
     body = request.json()
     _require(body, "autoScaleFormula")
     with service.store.lock:
@@ -245,8 +269,8 @@ def evaluate_autoscale(service: Service, request: Request) -> Response:
             raise ApiError(
                 409, "AutoScalingNotEnabled", "The pool does not have autoscale enabled."
             )
-        _, _, run = evaluate(service.store, pool, body["autoScaleFormula"])
-        return Response(200, run)
+        run = service.engine.autoscale.evaluate(pool, parse(body["autoScaleFormula"]))
+        return Response(200, run.body)
 
 
 def remove_nodes(service: Service, request: Request) -> Response:

@@ -8,6 +8,15 @@ preemption, removal and ``stop()`` can kill them with everything they started.
 One scheduler thread hands active tasks to nodes with free task slots (Spread: the node with
 the most free slots first); each attempt runs in its own thread. An attempt cancelled by a
 preemption/removal never writes its outcome: the task has already been requeued.
+
+Autoscaled pools are sampled and their formulas evaluated by ``schedule.py``, which resizes
+them through :meth:`Engine.resize`.
+
+Shrinking follows the node deallocation option (``$NodeDeallocationOption`` of the formula;
+``requeue`` otherwise), as the formula page describes it: ``requeue`` stops the tasks of the
+removed nodes and queues them again, ``terminate`` ends them, ``taskcompletion`` and
+``retaineddata`` let the running tasks finish (those nodes take no new task) and remove each node
+when it has none; the pool stays ``resizing`` until then. Nodes without tasks go first.
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ from azhpc.emulator.batch.processes import (
     run_process,
     task_environment,
 )
+from azhpc.emulator.batch.schedule import AutoscaleSchedule
 from azhpc.emulator.batch.transfer import (
     TransferError,
     download_resource_files,
@@ -64,6 +74,10 @@ class Timings:
     preempted: float = 0.3
     #: ``deleting`` pool / job -> gone.
     delete: float = 0.05
+    #: How long a minute of the service's autoscale clock lasts: samples (every 30 s of it),
+    #: their one-minute delay, ``TimeInterval_*`` and ``autoScaleEvaluationInterval`` (at least
+    #: 5 minutes on Batch) are measured on that clock.
+    autoscale_minute: float = 0.04
 
 
 class Engine:
@@ -78,12 +92,19 @@ class Engine:
         self._scheduler = threading.Thread(
             target=self._schedule_loop, name="batch-emulator-scheduler", daemon=True
         )
+        #: Autoscaled pools: their samples and periodic evaluation (``schedule.py``).
+        self.autoscale = AutoscaleSchedule(self, timings.autoscale_minute)
+        #: Per pool: the node deallocation option of its latest resize, and the nodes that
+        #: leave once their running tasks complete.
+        self._deallocation: dict[str, str] = {}
+        self._draining: dict[str, set[str]] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the scheduler thread."""
+        """Start the scheduler and autoscale threads."""
         self._scheduler.start()
+        self.autoscale.start()
 
     def stop(self) -> None:
         """Stop scheduling, kill every task and start task process, join the threads."""
@@ -96,6 +117,7 @@ class Engine:
                     self._cancel_node_work(node, requeue=False)
             store.changed.notify_all()
         self._scheduler.join(timeout=5)
+        self.autoscale.join(timeout=5)
         for thread in list(self._threads):
             thread.join(timeout=5)
 
@@ -266,14 +288,22 @@ class Engine:
 
     def remove_node(self, pool: Pool, node: Node) -> None:
         """Take a node out of its pool, requeueing its tasks. Caller holds the lock."""
+        self._draining.get(pool.id, set()).discard(node.id)
         self._cancel_node_work(node, requeue=True)
         node.generation += 1
         node.set_state(NodeState.LEAVING_POOL)
         del pool.nodes[node.id]
 
-    def resize(self, pool: Pool, dedicated: int, low_priority: int) -> None:
-        """Move a pool towards new targets; ``steady`` once nodes are allocated/removed."""
+    def resize(
+        self, pool: Pool, dedicated: int, low_priority: int, *, deallocation: str = "requeue"
+    ) -> None:
+        """Move a pool towards new targets; ``steady`` once nodes are allocated/removed.
+
+        ``deallocation`` is the node deallocation option for nodes that must go (see the
+        module's docstring). Caller holds the lock.
+        """
         pool.target_dedicated, pool.target_low_priority = dedicated, low_priority
+        self._deallocation[pool.id] = deallocation
         pool.set_allocation_state(AllocationState.RESIZING)
         pool.resize_generation += 1
         self._spawn(self._resize, pool, pool.resize_generation, name=f"resize-{pool.id}")
@@ -286,21 +316,77 @@ class Engine:
                 return
             if pool.state != PoolState.ACTIVE:
                 return
+            option = self._deallocation.get(pool.id, "requeue")
+            draining = self._draining.setdefault(pool.id, set())
             for is_dedicated, target in (
                 (True, pool.target_dedicated),
                 (False, pool.target_low_priority),
             ):
                 nodes = [n for n in pool.nodes.values() if n.is_dedicated == is_dedicated]
-                if len(nodes) < target:
-                    missing = target - len(nodes)
+                excess = len(nodes) - target
+                if excess <= 0:
+                    draining.difference_update(n.id for n in nodes)  # they all stay
                     self.add_nodes(
-                        pool, missing if is_dedicated else 0, 0 if is_dedicated else missing
+                        pool, -excess if is_dedicated else 0, 0 if is_dedicated else -excess
                     )
-                else:
-                    # Remove idle/broken nodes first, busy ones last (requeue their tasks).
-                    nodes.sort(key=lambda n: (n.state == NodeState.RUNNING, n.id))
-                    for node in nodes[: len(nodes) - target]:
+                    continue
+                # Nodes without tasks (idle, booting, broken) leave first, then the least busy.
+                nodes.sort(key=lambda n: (len(n.running), n.state == NodeState.RUNNING, n.id))
+                draining.difference_update(n.id for n in nodes[excess:])
+                for node in nodes[:excess]:
+                    if node.running and option in ("taskcompletion", "retaineddata"):
+                        draining.add(node.id)  # leaves when its tasks complete (release)
+                    elif option == "terminate":
+                        self._terminate_node_tasks(node)
                         self.remove_node(pool, node)
+                    else:
+                        self.remove_node(pool, node)
+            if not draining:
+                pool.set_allocation_state(AllocationState.STEADY)
+            self.store.changed.notify_all()
+
+    def deallocation(self, pool: Pool) -> str:
+        """The node deallocation option of the pool's latest resize (``requeue`` by default)."""
+        return self._deallocation.get(pool.id, "requeue")
+
+    def _terminate_node_tasks(self, node: Node) -> None:
+        """``terminate``: a leaving node's running tasks end now, as failed. Caller holds lock.
+
+        The formula page says only "Terminates tasks immediately and removes them from the job
+        queue"; the emulator completes them with ``failureInfo.code`` ``TaskEnded``.
+        """
+        for (job_id, task_id), attempt in list(node.running.items()):
+            job = self.store.jobs.get(job_id)
+            task = job.tasks.get(task_id) if job else None
+            if job is None or task is None or task.attempt is not attempt:
+                continue
+            attempt.cancelled = True
+            self.kill_attempt(attempt)
+            self.release(attempt)
+            task.attempt = None
+            task.execution_info.update(
+                {
+                    "endTime": rfc3339(utcnow()),
+                    "result": "failure",
+                    "failureInfo": {
+                        "category": "ServerError",
+                        "code": "TaskEnded",
+                        "message": "The task was ended because its node left the pool",
+                    },
+                }
+            )
+            task.set_state(TaskState.COMPLETED)
+            self._maybe_complete_job(job)
+
+    def _leave_if_drained(self, pool: Pool, node: Node) -> None:
+        """A node waiting for its tasks to complete before leaving: leave once it has none."""
+        draining = self._draining.get(pool.id)
+        if not draining or node.id not in draining or node.running:
+            return
+        if pool.nodes.get(node.id) is node:
+            self.remove_node(pool, node)
+        draining.discard(node.id)
+        if not draining and pool.state == PoolState.ACTIVE:
             pool.set_allocation_state(AllocationState.STEADY)
 
     def delete_pool(self, pool: Pool) -> None:
@@ -309,8 +395,11 @@ class Engine:
         pool.state_transition_time = utcnow()
         pool.touch()
         pool.resize_generation += 1
+        self.autoscale.disable(pool)
         for node in list(pool.nodes.values()):
             self.remove_node(pool, node)
+        self._draining.pop(pool.id, None)
+        self._deallocation.pop(pool.id, None)
         self._spawn(self._forget_pool, pool, name=f"delete-{pool.id}")
 
     def _forget_pool(self, pool: Pool) -> None:
@@ -393,6 +482,8 @@ class Engine:
                 del node.running[(attempt.job_id, attempt.task_id)]
             if not node.running and node.state == NodeState.RUNNING:
                 node.set_state(NodeState.IDLE)
+            if pool is not None:
+                self._leave_if_drained(pool, node)
 
     def _schedule_loop(self) -> None:
         store = self.store
@@ -408,7 +499,10 @@ class Engine:
             pool = self.store.pools.get(job.pool_id or "")
             if pool is None or pool.state != PoolState.ACTIVE:
                 continue
-            nodes = [n for n in pool.nodes.values() if n.state in SCHEDULABLE]
+            leaving = self._draining.get(pool.id, set())
+            nodes = [
+                n for n in pool.nodes.values() if n.state in SCHEDULABLE and n.id not in leaving
+            ]
             waiting: list[str] = []  # tasks that wait for particular nodes; the others go on
             while job.queue and nodes:
                 task = job.tasks.get(job.queue[0])
