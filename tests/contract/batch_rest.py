@@ -21,7 +21,9 @@ How strict, and why (the point is to catch what Azure would reject, ignore or no
   ``api-version`` must be the specification's version.
 - **Status codes must be ones the operation declares**; 4xx/5xx fall back to ``default``.
 - **Required properties are enforced** in both directions, except on the resource a response
-  returns when the request had ``$select`` (Azure then sends only the selected properties).
+  returns when the request had ``$select`` (Azure then sends only the selected properties), and
+  for the few properties the specification marks required while its own description says Azure
+  may leave them out (``_SOMETIMES_ABSENT``: a node's ``ipv6Address`` and ``lastBootTime``).
 - **Formats are checked**: ``int32``/``int64`` ranges, ``date-time`` (RFC 3339), ``duration``
   (ISO 8601) and ``uri``; enums are closed (an extensible enum's unknown value is still one the
   emulator must not invent).
@@ -56,7 +58,16 @@ _DURATION = re.compile(
 )
 #: Top-level response properties Azure sends that the schemas leave out (OData annotations).
 _RESPONSE_ANNOTATIONS = ("odata.metadata",)
+#: Properties the specification lists as required while its own description says Azure may
+#: leave them out of a response; the contract follows the description.
+_SOMETIMES_ABSENT = {
+    # "This property will not be present if the Pool is not configured for IPv6." / "This
+    # property may not be present if the Compute Node state is unusable." (a node not yet booted
+    # has no boot time either).
+    "BatchNode": ("ipv6Address", "lastBootTime"),
+}
 _MAX_MESSAGE = 300
+_ITEM_INDEX = re.compile(r"/\d+(?=[/:])")
 
 
 def _format_checker() -> jsonschema.FormatChecker:
@@ -162,6 +173,9 @@ class Contract:
             }
             for direction in ("request", "response")
         }
+        for name, absent in _SOMETIMES_ABSENT.items():
+            schema = self._definitions["response"][name]
+            schema["required"] = [p for p in schema["required"] if p not in absent]
 
     @cached_property
     def operations(self) -> list[Operation]:
@@ -393,12 +407,13 @@ class Recorder:
         )
 
     def grouped(self) -> Iterator[tuple[Violation, int]]:
-        """Violations grouped by operation and message: (the first one, how many)."""
+        """Violations grouped by operation and message (array indices aside): (the first one,
+        how many)."""
         with self._lock:
             counts: Counter[tuple[str | None, str]] = Counter()
             first: dict[tuple[str | None, str], Violation] = {}
             for v in self.violations:
-                key = (v.operation, v.message)
+                key = (v.operation, _ITEM_INDEX.sub("/*", v.message))
                 counts[key] += 1
                 first.setdefault(key, v)
         for key, violation in first.items():
