@@ -47,6 +47,12 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["AZHPC_KEY_DIR"] = str(home / "keys")
     os.environ["AZHPC_CONFIG"] = str(home / "no-config.toml")
     os.environ["AZHPC_EMULATOR_STATE"] = str(home / "emulator.json")
+    # Every request to a Batch emulator in this process and every response it gives, checked
+    # against Azure's Batch REST specification; violations fail the session and are listed in
+    # the terminal summary (tests/contract/plugin.py).
+    from tests.contract.plugin import ContractPlugin
+
+    config.pluginmanager.register(ContractPlugin(), "batch-rest-contract")
 
 
 @pytest.fixture(scope="session")

@@ -599,7 +599,7 @@ def test_multi_instance_failures_and_pools_that_cannot_run_them(
             id="coord", command_line="true", multi_instance_settings=settings
         ),
     )
-    too_many = models.MultiInstanceSettings(number_of_instances=3)
+    too_many = models.MultiInstanceSettings(number_of_instances=3, coordination_command_line="true")
     client.create_task(
         "j",
         models.BatchTaskCreateOptions(

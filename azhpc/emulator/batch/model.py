@@ -312,7 +312,7 @@ class Pool(_Resource):
                 "taskSlotsPerNode": self.task_slots_per_node,
                 "enableInterNodeCommunication": bool(self.spec.get("enableInterNodeCommunication")),
                 "taskSchedulingPolicy": self.spec.get("taskSchedulingPolicy")
-                or {"nodeFillType": "Spread"},
+                or {"nodeFillType": "spread"},
             }
         )
         if self.enable_auto_scale:

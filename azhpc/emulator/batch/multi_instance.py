@@ -97,7 +97,7 @@ def start_multi_instance(
 
 def _failed(code: int | None, message: str) -> dict[str, Any]:
     return {
-        "category": "UserError",
+        "category": "usererror",
         "code": "FailureExitCode",
         "message": message,
         "details": [{"name": "Message", "value": f"The task exited with code {code}"}],
@@ -163,9 +163,9 @@ def _run(
                 spec.get("outputFiles") or [], folders[0] / "wd", succeeded=code == 0
             )
     except TransferError as e:
-        failure = {"category": "UserError", "code": e.code, "message": str(e)}
+        failure = {"category": "usererror", "code": e.code, "message": str(e)}
     except OSError as e:
-        failure = {"category": "ServerError", "code": "TaskStartFailed", "message": str(e)}
+        failure = {"category": "servererror", "code": "TaskStartFailed", "message": str(e)}
     with engine.store.lock:
         if not attempt.cancelled and task.attempt is attempt:
             now = rfc3339(utcnow())

@@ -195,6 +195,7 @@ def _new_task(job: Job, body: dict[str, Any]) -> Task:
         raise ApiError(400, "InvalidPropertyValue", "dependsOn is not emulated.")
     settings = body.get("multiInstanceSettings")
     if settings is not None:
+        _require(settings, "coordinationCommandLine")
         instances = settings.get("numberOfInstances", 1)
         if not isinstance(instances, int) or instances < 1:
             raise ApiError(
@@ -342,7 +343,7 @@ def terminate_task(service: Service, request: Request) -> Response:
                     "endTime": rfc3339(utcnow()),
                     "result": "failure",
                     "failureInfo": {
-                        "category": "UserError",
+                        "category": "usererror",
                         "code": "TaskEnded",
                         "message": "The task was terminated by the user",
                     },
@@ -415,7 +416,7 @@ def file_items(folder: Any, request: Request, base: str) -> list[tuple[str, dict
                     "properties": {
                         "creationTime": rfc3339(modified),
                         "lastModified": rfc3339(modified),
-                        "contentLength": 0 if path.is_dir() else stat.st_size,
+                        "contentLength": str(0 if path.is_dir() else stat.st_size),
                         "contentType": "application/octet-stream",
                         "fileMode": "0100644",
                     },

@@ -226,10 +226,10 @@ class Engine:
                 code = run_process(self.store, command, working_dir, folder, env, started=started)
             except TransferError as e:
                 code = None
-                failure = {"category": "UserError", "code": e.code, "message": str(e)}
+                failure = {"category": "usererror", "code": e.code, "message": str(e)}
             if code is not None and code != 0:
                 failure = {
-                    "category": "UserError",
+                    "category": "usererror",
                     "code": "FailureExitCode",
                     "message": "The task process exited with an unexpected exit code",
                     "details": [{"name": "Message", "value": f"The task exited with code {code}"}],
@@ -431,7 +431,7 @@ class Engine:
                         "endTime": rfc3339(utcnow()),
                         "result": "failure",
                         "failureInfo": {
-                            "category": "UserError",
+                            "category": "usererror",
                             "code": "TaskEnded",
                             "message": "The task was ended because its job was terminated",
                         },
@@ -585,16 +585,16 @@ class Engine:
                 return
             if code != 0:
                 failure = {
-                    "category": "UserError",
+                    "category": "usererror",
                     "code": "FailureExitCode",
                     "message": "The task process exited with an unexpected exit code",
                     "details": [{"name": "Message", "value": f"The task exited with code {code}"}],
                 }
             upload_output_files(spec.get("outputFiles") or [], working_dir, succeeded=code == 0)
         except TransferError as e:
-            failure = {"category": "UserError", "code": e.code, "message": str(e)}
+            failure = {"category": "usererror", "code": e.code, "message": str(e)}
         except OSError as e:
-            failure = {"category": "ServerError", "code": "TaskStartFailed", "message": str(e)}
+            failure = {"category": "servererror", "code": "TaskStartFailed", "message": str(e)}
         self._finish_attempt(attempt, code, failure)
 
     def _finish_attempt(

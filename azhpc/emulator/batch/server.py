@@ -5,16 +5,22 @@ Batch namespace (``/pools``, ``/jobs``, ...) needs a valid SharedKey signature a
 ``api-version``; ``/_emulator/...`` (fault injection, request counts) needs neither but answers
 loopback clients only. Every Batch request is counted under its REST operation id
 (``Pool_Add``, ``Task_AddCollection``, ...).
+
+Observers (off unless added): :func:`add_observer` registers a callable, process-wide, that is
+given every Batch-namespace request and the response about to be sent (an :class:`Exchange`),
+in the handler thread, before the client reads the response; the control API is not observed.
+The test suite uses this to check every body against the Batch REST specification.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import threading
 import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -23,7 +29,16 @@ from azhpc.emulator.batch.auth import check_shared_key
 from azhpc.emulator.batch.model import ApiError, Store, utcnow
 from azhpc.emulator.batch.runner import Engine
 
-__all__ = ["BatchHTTPServer", "Request", "Response", "Route", "Service"]
+__all__ = [
+    "BatchHTTPServer",
+    "Exchange",
+    "Request",
+    "Response",
+    "Route",
+    "Service",
+    "add_observer",
+    "remove_observer",
+]
 
 _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.\d+\.\d+)?$")
 _JSON = "application/json;odata=minimalmetadata"
@@ -74,6 +89,54 @@ class Service:
 
 
 Handler = Callable[[Service, Request], Response]
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One Batch REST request and the response the emulator sends back, as observers see them.
+
+    ``path`` is percent-decoded and without the query; ``response_body`` is exactly the bytes
+    sent (empty for ``HEAD``); ``operation`` is the emulator's operation id (``None`` when no
+    route matched, i.e. a 404 ``InvalidUri`` or 405).
+    """
+
+    method: str
+    path: str
+    query: Mapping[str, str]
+    request_body: bytes
+    status: int
+    response_content_type: str | None
+    response_body: bytes
+    operation: str | None
+
+
+Observer = Callable[[Exchange], None]
+
+_observers: list[Observer] = []
+_observers_lock = threading.Lock()
+
+
+def add_observer(observer: Observer) -> None:
+    """Give ``observer`` every Batch request and response of every emulator in this process."""
+    with _observers_lock:
+        _observers.append(observer)
+
+
+def remove_observer(observer: Observer) -> None:
+    """Stop giving exchanges to ``observer`` (no error if it was not added)."""
+    with _observers_lock:
+        if observer in _observers:
+            _observers.remove(observer)
+
+
+def _notify(exchange: Exchange) -> None:
+    with _observers_lock:
+        observers = list(_observers)
+    for observer in observers:
+        try:
+            observer(exchange)
+        except Exception:  # an observer's bug must not break the emulator's answer
+            pass
 
 
 @dataclass(frozen=True)
@@ -142,8 +205,10 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k: v for k, v in self.headers.items()}
         srv = self.server
         service = srv.service
+        observed = not path.startswith("/_emulator/")
+        route: Route | None = None
         try:
-            if path.startswith("/_emulator/"):
+            if not observed:
                 if self.client_address[0] not in _LOOPBACK:
                     raise ApiError(403, "Forbidden", "The emulator control API is loopback only.")
                 routes, operation = srv.control_routes, None
@@ -178,7 +243,12 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # a bug in the emulator: answer like the service would
             err = ApiError(500, "InternalServerError", f"Emulator error: {exc!r}")
             response = Response(500, error_body(service.base_url, err))
-        self._send(response)
+        exchange = None
+        if observed and _observers:
+            exchange = Exchange(
+                self.command, path, query, body, 0, None, b"", route.operation if route else None
+            )
+        self._send(response, exchange)
 
     @staticmethod
     def _route(routes: list[Route], method: str, path: str) -> tuple[Route, dict[str, str]]:
@@ -195,7 +265,7 @@ class _Handler(BaseHTTPRequestHandler):
             404, "InvalidUri", f"The requested URI does not represent any resource: {path}"
         )
 
-    def _send(self, response: Response) -> None:
+    def _send(self, response: Response, exchange: Exchange | None = None) -> None:
         payload: bytes
         headers = {"request-id": str(uuid.uuid4())}
         client_request_id = self.headers.get("client-request-id")
@@ -215,6 +285,16 @@ class _Handler(BaseHTTPRequestHandler):
             payload = b""
         else:
             headers["Content-Length"] = str(len(payload))
+        if exchange is not None:
+            content_type = headers.get("Content-Type")
+            _notify(
+                replace(
+                    exchange,
+                    status=response.status,
+                    response_content_type=content_type,
+                    response_body=payload,
+                )
+            )
         self.send_response(response.status)
         for name, value in headers.items():
             self.send_header(name, value)
