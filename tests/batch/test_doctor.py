@@ -220,6 +220,43 @@ def test_doctor_api_reports_each_failed_check_with_its_fix(
         assert secret not in text and secret not in repr(report)
 
 
+def test_doctor_api_wrong_storage_key_skips_the_checks_that_need_storage(
+    batch_session: azhpc.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrong = batch_session.lake.emulator.connection_string_with_key(WRONG_KEY)
+    for name, value in {
+        **azure_profile_env(batch_session),
+        "AZHPC_CONNECTION_STRING": wrong,
+    }.items():
+        monkeypatch.setenv(name, value)
+    report = azhpc.doctor("azure")
+    by_name = {check.name: check for check in report.checks}
+    assert [c.name for c in report.failures] == [
+        "storage account",
+        "container writable",
+        "SAS for nodes",
+    ]
+    assert "refused the credentials (HTTP 403" in by_name["storage account"].detail
+    assert "AZHPC_CONNECTION_STRING" in by_name["storage account"].fix
+    assert by_name["container writable"].skipped and by_name["SAS for nodes"].skipped
+    assert by_name["batch account"].ok and by_name["batch images"].ok
+    assert WRONG_KEY not in str(report)
+
+
+def test_doctor_api_azure_profile_without_batch_url_says_how_to_find_it(
+    batch_session: azhpc.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in azure_profile_env(batch_session).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AZHPC_BATCH_URL")
+    report = azhpc.doctor("azure")
+    batch = report.checks[0]
+    assert (batch.name, batch.ok) == ("batch account", False)
+    assert "AZHPC_BATCH_URL" in batch.fix and "accountEndpoint" in batch.fix
+    assert report.checks[1].skipped
+    assert {c.name for c in report.checks if c.ok} >= {"storage account", "container writable"}
+
+
 def test_doctor_api_on_the_local_profile_has_nothing_to_check() -> None:
     report = azhpc.doctor("local")
     assert report.ok

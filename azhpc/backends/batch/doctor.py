@@ -161,7 +161,7 @@ class DoctorReport:
 # -- the pure checks ------------------------------------------------------------------------------
 
 
-def check_clock(server_date: str, local: dt.datetime) -> DoctorCheck:
+def check_clock(server_date: str, local: dt.datetime, source: str = "the service") -> DoctorCheck:
     """Compare a service's ``Date`` header with this machine's clock when it arrived.
 
     Parameters
@@ -170,18 +170,20 @@ def check_clock(server_date: str, local: dt.datetime) -> DoctorCheck:
         The ``Date`` header (RFC 7231, ``Wed, 02 Dec 2026 18:21:22 GMT``).
     local
         This machine's time (UTC) when the response arrived.
+    source
+        Which service sent it, for the message (``"Batch"``, ``"storage"``).
     """
     try:
         server = email.utils.parsedate_to_datetime(server_date)
     except (TypeError, ValueError):
-        return DoctorCheck("clock", False, f"the service sent an unreadable Date {server_date!r}")
+        return DoctorCheck("clock", False, f"{source} sent an unreadable Date {server_date!r}")
     if server.tzinfo is None:
         server = server.replace(tzinfo=dt.UTC)
     skew = (local - server).total_seconds()
     # Date has whole seconds: up to 1 s of difference is rounding.
-    text = f"{abs(skew):.0f} s {'ahead of' if skew > 0 else 'behind'} the service"
+    text = f"{abs(skew):.0f} s {'ahead of' if skew > 0 else 'behind'} {source}"
     if abs(skew) <= 1:
-        text = "in step with the service (within 1 s)"
+        text = f"in step with {source} (within 1 s)"
     if abs(skew) > MAX_CLOCK_SKEW.total_seconds():
         return DoctorCheck(
             "clock",
@@ -419,9 +421,7 @@ class _Doctor:
             add(_skipped("container writable", "the storage account did not answer"))
             add(_skipped("SAS for nodes", "the storage account did not answer"))
         if self.clock.server_date is not None and self.clock.local is not None:
-            check = check_clock(self.clock.server_date, self.clock.local)
-            add(DoctorCheck(check.name, check.ok, f"{check.detail} ({self.clock.source})",
-                            check.fix))  # fmt: skip
+            add(check_clock(self.clock.server_date, self.clock.local, self.clock.source))
         else:
             add(_skipped("clock", "no service answered, so there is no Date to compare with"))
         for size in self.vm_sizes:
@@ -443,15 +443,16 @@ class _Doctor:
                 )
             )
             return False
-        client = account.client()
+        hook = self.clock.hook("the Batch service")
         try:
+            client = account.client()
             pools = call_batch(
                 account,
                 "list the pools",
                 lambda: next(
                     iter(
                         client.list_pools(
-                            max_results=1, select=["id"], raw_response_hook=self.clock.hook("Batch")
+                            max_results=1, select=["id"], raw_response_hook=hook
                         ).by_page()
                     )
                 ),
@@ -648,7 +649,7 @@ class _Doctor:
             self.secrets.append(url)
             body = self._download(url)
         except urllib.error.HTTPError as error:
-            self.clock.record(error.headers.get("Date"), "storage")
+            self.clock.record(error.headers.get("Date"), "the storage service")
             return DoctorCheck(
                 "SAS for nodes",
                 False,
@@ -657,6 +658,13 @@ class _Doctor:
                 "check this machine's clock (see the clock check) and, with Entra ID, that "
                 "your identity may get user delegation keys ('Storage Blob Data Contributor' "
                 "or 'Storage Blob Delegator' on the storage account)",
+            )
+        except urllib.error.URLError as error:
+            return DoctorCheck(
+                "SAS for nodes",
+                False,
+                f"signed a SAS, but could not read the probe blob through it ({error.reason})",
+                "check that this machine reaches the storage account's blob endpoint over HTTPS",
             )
         except Exception as error:  # any SDK error is the finding itself
             if s.profile == "azure" and (s.auth == "sas_token" or _has_sas(s)):
@@ -694,7 +702,7 @@ class _Doctor:
 
     def _download(self, url: str) -> bytes:
         with urllib.request.urlopen(url, timeout=30) as response:
-            self.clock.record(response.headers.get("Date"), "storage")
+            self.clock.record(response.headers.get("Date"), "the storage service")
             return bytes(response.read())
 
     def _delete_probe(self) -> None:
