@@ -490,13 +490,13 @@ class _Doctor:
             add(DoctorCheck("batch account", False, self._text(error), "see the message"))
             return False
         auth = "shared key" if account.key is not None else "Entra ID"
-        where = f" ({self.where})" if s.profile == "emulated" else ""
+        where = f"; {self.where}" if s.profile == "emulated" else ""
         add(
             DoctorCheck(
                 "batch account",
                 True,
-                f"{account.account_name!r} at {account.url} answered ({auth}{where}; "
-                f"{'pools exist' if listed else 'no pools'})",
+                f"{account.account_name!r} at {account.url} answered ({auth}, "
+                f"{'pools exist' if listed else 'no pools'}){where}",
             )
         )
         return True
