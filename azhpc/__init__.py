@@ -37,6 +37,7 @@ from azhpc.version import __version__
 if TYPE_CHECKING:
     from azhpc.api import attach, map, map_blocks, map_partitions, submit, submit_map
     from azhpc.backends.batch.apps import NodeRun, run_on_pool
+    from azhpc.backends.batch.doctor import DoctorReport, doctor
     from azhpc.backends.batch.pool import Pool
     from azhpc.core.job import Job, Progress
     from azhpc.executor import Executor
@@ -59,12 +60,15 @@ _LAZY = {
     "Pool": "azhpc.backends.batch.pool",
     "run_on_pool": "azhpc.backends.batch.apps",
     "NodeRun": "azhpc.backends.batch.apps",
+    "doctor": "azhpc.backends.batch.doctor",
+    "DoctorReport": "azhpc.backends.batch.doctor",
 }
 
 __all__ = [
     "AzhpcError",
     "CompositeTaskError",
     "ConfigError",
+    "DoctorReport",
     "Executor",
     "GatherError",
     "Job",
@@ -82,6 +86,7 @@ __all__ = [
     "__version__",
     "attach",
     "connect",
+    "doctor",
     "load_ipython_extension",
     "map",
     "map_blocks",

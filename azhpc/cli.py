@@ -74,6 +74,28 @@ def _parser() -> argparse.ArgumentParser:
         "`delete` deletes the pools named, or with --all-azhpc every pool azhpc created (its "
         "metadata says so) and no other.",
     )
+    doctor = commands.add_parser(
+        "doctor",
+        help="check a profile's Azure setup before any money is spent",
+        description="Check that the Batch and storage accounts accept the credentials, the "
+        "container is writable, SAS for Batch nodes can be made, the default images are "
+        "supported, the VM sizes are current and the clock is right. One line per check; exit "
+        "code 0 when all pass, 1 when one fails, 2 when the profile cannot be read.",
+    )
+    doctor.add_argument(
+        "--profile",
+        metavar="NAME",
+        default=None,
+        help="the profile to check (default: $AZHPC_PROFILE or the config file's default)",
+    )
+    doctor.add_argument(
+        "--vm-size",
+        dest="vm_sizes",
+        action="append",
+        default=[],
+        metavar="SIZE",
+        help="a VM size you will use, checked besides azhpc's default (repeatable)",
+    )
     pools_commands = pools.add_subparsers(dest="pools_command")
     for name, text in (("list", "list the pools"), ("delete", "delete pools")):
         sub = pools_commands.add_parser(name, help=text)
@@ -147,6 +169,24 @@ def _pools(args: argparse.Namespace) -> int:
     if not deleted:
         print("no azhpc pools to delete")
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from azhpc.backends.batch.doctor import doctor
+
+    try:
+        report = doctor(args.profile, vm_sizes=args.vm_sizes)
+    except AzhpcError as error:
+        print(f"azhpc doctor: {error}", file=sys.stderr)
+        return 2
+    encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        "✔✘".encode(encoding)
+        unicode = True
+    except (UnicodeEncodeError, LookupError):
+        unicode = False
+    print(report.render(unicode=unicode))
+    return 0 if report.ok else 1
 
 
 def _emulator(action: str) -> int:
@@ -233,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         return _emulator(args.action)
     if args.command == "pools":
         return _pools(args)
+    if args.command == "doctor":
+        return _doctor(args)
     if args.command == "usql":
         if args.usql_command == "run":
             return _usql_run(args)

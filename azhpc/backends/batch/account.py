@@ -11,16 +11,20 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from azhpc.config import Secret
 from azhpc.errors import AzhpcError, BatchAuthError, BatchError, BatchUnreachableError
+
+if TYPE_CHECKING:
+    from azhpc.config import Settings
 
 __all__ = [
     "BatchAccount",
     "BatchAuthError",
     "BatchError",
     "BatchUnreachableError",
+    "account_from_settings",
     "call_batch",
 ]
 
@@ -96,6 +100,23 @@ class BatchAccount:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+
+
+def account_from_settings(settings: Settings) -> BatchAccount:
+    """The Batch account of an ``azure`` profile whose ``batch_url`` is set.
+
+    The account's name is ``batch_account_name``, else the URL's first label; it
+    authenticates with ``batch_account_key``, else ``credential``, else
+    ``DefaultAzureCredential``.
+    """
+    url = str(settings.batch_url).rstrip("/")
+    return BatchAccount(
+        url,
+        settings.batch_account_name or url.split("//", 1)[-1].split(".", 1)[0],
+        key=settings.batch_account_key,
+        credential=settings.credential,
+        where=settings.where("batch_account_key"),
+    )
 
 
 def call_batch(account: BatchAccount, what: str, call: Callable[[], T]) -> T:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from azhpc.backends.batch.account import BatchAccount
+from azhpc.backends.batch.account import BatchAccount, account_from_settings
 from azhpc.backends.batch.backend import BatchBackend
 from azhpc.backends.batch.lifecycle import BatchPool
 from azhpc.config import Secret
@@ -60,14 +60,7 @@ def create_backend(settings: Settings, lake: Any, store: JobStore | None) -> Bat
             f"azhpc.connect({settings.name!r}, backend='local') for the Azure lake with "
             "tasks in local worker processes"
         )
-    account = BatchAccount(
-        settings.batch_url.rstrip("/"),
-        settings.batch_account_name or settings.batch_url.split("//", 1)[-1].split(".", 1)[0],
-        key=settings.batch_account_key,
-        credential=settings.credential,
-        where=settings.where("batch_account_key"),
-    )
-    return BatchBackend(account, None, lake, store, poll_interval=2.0)
+    return BatchBackend(account_from_settings(settings), None, lake, store, poll_interval=2.0)
 
 
 def _emulated_backend(settings: Settings, lake: Any, store: JobStore) -> BatchBackend:

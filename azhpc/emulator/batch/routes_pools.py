@@ -1,4 +1,5 @@
-"""Pools and compute nodes: ``/pools``, ``/pools/{poolId}/...``, ``/pools/{poolId}/nodes``."""
+"""Pools and compute nodes: ``/pools``, ``/pools/{poolId}/...``, ``/pools/{poolId}/nodes``;
+the images pools can use: ``/supportedimages`` (see ``images.py``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from azhpc.emulator.batch import odata
 from azhpc.emulator.batch.autoscale import evaluation_interval
 from azhpc.emulator.batch.formula import parse
+from azhpc.emulator.batch.images import list_supported_images
 from azhpc.emulator.batch.model import AllocationState, ApiError, NodeState, Pool, PoolState
 from azhpc.emulator.batch.server import Request, Response, Route, Service, resource_headers
 
@@ -336,4 +338,5 @@ ROUTES = [
     Route("GET", "/pools/{poolId}/nodes", "ComputeNode_List", list_nodes),
     Route("GET", "/pools/{poolId}/nodes/{nodeId}", "ComputeNode_Get", get_node),
     Route("POST", "/pools/{poolId}/nodes/{nodeId}/reboot", "ComputeNode_Reboot", reboot_node),
+    Route("GET", "/supportedimages", "Account_ListSupportedImages", list_supported_images),
 ]
