@@ -167,6 +167,11 @@ def live_session(
 def live(request: pytest.FixtureRequest, live_settings_or_skip: Settings, cost_cap: CostCap,
          run_prefix: str) -> LiveRun:  # fmt: skip
     """The profile checked, the test's worst case reserved from the cap, the session open."""
+    if not request.config.pluginmanager.hasplugin("timeout"):
+        pytest.skip(
+            "pytest-timeout is not installed, so the live tests' time limits (and the cost cap "
+            "built on them) would not hold: ./dev test-live installs it"
+        )
     request.config.stash[_CAP] = cost_cap
     worst = _worst_case(request.node)
     reason = cost_cap.reserve(request.node.nodeid, worst)
