@@ -6,9 +6,11 @@ through an ``azure`` profile, as they would against a subscription."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -71,8 +73,7 @@ def test_live_tests_skip_with_what_to_set_when_no_profile_is_configured(tmp_path
 
 def test_normal_suite_leaves_the_live_tests_out(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-         "tests/test_errors.py", "tests"],
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
         cwd=PROJECT, env=live_environment(tmp_path), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
@@ -205,7 +206,8 @@ def test_live_tests_pass_on_the_emulated_services(batch_session, tmp_path: Path)
     done = run_live(env, timeout=540)
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
-    assert f"{LIVE_TESTS} passed" in out, out
+    mpi = shutil.which("mpirun") is not None and find_spec("mpi4py") is not None
+    assert f"{LIVE_TESTS if mpi else LIVE_TESTS - 1} passed" in out, out
     assert "live tests reserved 3.85 of AZHPC_LIVE_MAX_EUR=5 EUR" in out
     assert "live tests left no pool behind" in out
     wait_until(lambda: live_pools(batch_session.backend.account, "azhpc-live-") == [],

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import textwrap
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -43,8 +44,8 @@ PROGRAM = textwrap.dedent(
 @pytest.mark.timeout(1800, method="signal")
 def test_mpi_program_on_two_hpc_nodes(live: LiveRun, tmp_path: Path) -> None:
     account = live.session.backend.account
-    if account.emulated and shutil.which("mpirun") is None:
-        pytest.skip("MPI on the Batch emulator needs Open MPI's mpirun on this machine")
+    if account.emulated and (shutil.which("mpirun") is None or find_spec("mpi4py") is None):
+        pytest.skip("MPI on the Batch emulator needs Open MPI's mpirun and mpi4py on this machine")
     script = tmp_path / "allreduce.py"
     script.write_text(PROGRAM)
     spec = azhpc.PoolSpec(
