@@ -214,6 +214,39 @@ def test_live_tests_pass_on_the_emulated_services(batch_session, tmp_path: Path)
                timeout=30, what="the live pools deleted")  # fmt: skip
 
 
+#: A pytest plugin for the live run that makes the notebook-03 test forget its pool, as a bug
+#: (or a client that lost track of it) would: only the run's finalizer can delete it then.
+LEAKY_RELEASE = """
+from azhpc.backends.batch.lifecycle import BatchPool
+
+_release = BatchPool.release
+
+
+def _forgetful_release(self):
+    if not self.pool_id.endswith("-nb03"):
+        _release(self)
+
+
+BatchPool.release = _forgetful_release
+"""
+
+
+@needs_batch
+@pytest.mark.timeout(300)
+def test_the_run_deletes_a_pool_a_test_left_behind(batch_session, tmp_path: Path) -> None:
+    (tmp_path / "leaky_release.py").write_text(LEAKY_RELEASE)
+    env = live_environment(tmp_path, **azure_profile_env(batch_session))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp_path), env.get("PYTHONPATH")]))
+    done = run_live(env, "-k", "notebook03", "-p", "leaky_release", timeout=240)
+    out = done.stdout
+    assert done.returncode == 1, out + done.stderr  # the test saw its pool still there
+    assert "assert ['azhpc-live-" in out
+    left = out.split("live tests left 1 pool(s), deleted at the end of the run: ", 1)[1]
+    assert left.split()[0].startswith("azhpc-live-") and left.split()[0].endswith("-nb03")
+    wait_until(lambda: live_pools(batch_session.backend.account, "azhpc-live-") == [],
+               timeout=30, what="the left pool deleted")  # fmt: skip
+
+
 @needs_batch
 @pytest.mark.timeout(300)
 def test_ctrl_c_during_a_live_test_deletes_its_pool(batch_session, tmp_path: Path) -> None:
