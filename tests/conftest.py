@@ -19,6 +19,10 @@ from azhpc.backends import register_backend
 #: tests/threads_backend.py).
 BACKENDS = ("local", "debug", "batch", "threads")
 
+#: The live tests (tests/live: real pools, real money) run only when asked for by path
+#: (`./dev test-live`, or `pytest tests/live`), never with the rest of the suite.
+collect_ignore = ["live"]
+
 # Registered by dotted path, the way a plug-in package would: imported on first use.
 register_backend("threads", "threads_backend:create_backend")
 
@@ -42,6 +46,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config file, and no workshop emulators (``azhpc emulator start``) but the tests' own."""
     import tempfile
 
+    from azhpc.config import config_path
+
+    # The live tests (tests/live) read the user's own config file: keep where it is.
+    os.environ.setdefault("AZHPC_LIVE_CONFIG", str(config_path()))
     home = Path(tempfile.mkdtemp(prefix="azhpc-tests-"))
     os.environ["AZHPC_LAKE_ROOT"] = str(home / "lake")
     os.environ["AZHPC_KEY_DIR"] = str(home / "keys")

@@ -1,0 +1,1 @@
+"""Live tests: real pools on a real Azure Batch account (``./dev test-live``)."""
