@@ -300,3 +300,29 @@ def test_a_terminal_gets_a_line_per_node_change_not_per_output_line(
     assert len(lines) == 2, lines
     assert " running " in lines[0] and "| one" in lines[0]
     assert " idle " in lines[1]
+
+
+def test_mpi_is_refused_on_a_pool_listed_without_the_azhpc_account() -> None:
+    from types import SimpleNamespace
+
+    from azure.batch import models
+
+    from azhpc.backends.batch.apps import _check_mpi_pool
+    from azhpc.pools import PoolSpecError
+
+    def pool_with(accounts: list | None) -> SimpleNamespace:
+        service = models.BatchPool(
+            {"id": "p", "enableInterNodeCommunication": True, "taskSlotsPerNode": 1}
+        )
+        service.user_accounts = accounts
+        client = SimpleNamespace(get_pool=lambda pool_id: service)
+        batch_pool = SimpleNamespace(
+            _call=lambda what, call: call(),
+            account=SimpleNamespace(client=lambda: client),
+        )
+        return SimpleNamespace(spec=None, pool_id="p", batch_pool=batch_pool)
+
+    with pytest.raises(PoolSpecError, match="no 'azhpc' user account"):
+        _check_mpi_pool(pool_with([models.UserAccount(name="someone", password="x")]))
+    _check_mpi_pool(pool_with([models.UserAccount(name="azhpc", password="x")]))
+    _check_mpi_pool(pool_with(None))  # not listed (the emulator keeps the accounts to itself)
