@@ -128,7 +128,10 @@ class PoolSpec:
         Refuse the spec when its estimate (in the price table's currency) is higher.
     mpi
         This pool will run MPI multi-instance tasks: the start task also installs Open MPI
-        (unless the image is an HPC image, which has it) and mpi4py.
+        (unless the image is an HPC image, whose HPC-X it loads with ``hpcx-init.sh``) and
+        mpi4py, and records where ``mpirun`` is (and UCX settings on InfiniBand sizes).
+        With ``inter_node_communication`` the pool gets the user account ``azhpc`` with an
+        SSH key pair of its own, which MPI ranks run as.
     apt_packages
         Debian/Ubuntu packages the start task installs first (``apt-get install``), e.g.
         ``("build-essential",)``.

@@ -59,7 +59,12 @@ def test_the_mpi_monte_carlo_is_right(notebook):
         xy = np.random.default_rng(seed=rank).random((500_000, 2))
         hits += int(((xy**2).sum(axis=1) <= 1.0).sum())
     assert answer["ranks"] == 4 and answer["pi"] == 4 * hits / (500_000 * 4)
-    assert answer["host_list_seen_by_each_rank"] == ["127.0.0.1,127.0.0.1,127.0.0.1,127.0.0.1"] * 4
+    # Each rank on its own emulated node (a loopback address each), as the pool's azhpc account.
+    seen = answer["host_user_and_host_list_of_each_rank"]
+    hosts = seen[0][2].split(",")
+    assert len(set(hosts)) == 4 and all(h.startswith("127.0.") for h in hosts)
+    assert sorted(host for host, _, _ in seen) == sorted(hosts)
+    assert all(user == "azhpc" and host_list == seen[0][2] for _, user, host_list in seen)
 
 
 def test_the_mpi_cell_brings_back_the_distributed_sum(notebook):

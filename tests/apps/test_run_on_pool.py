@@ -55,7 +55,11 @@ MONTE_CARLO = textwrap.dedent(
     xy = rng.random((200_000, 2))
     hits = comm.reduce(int(((xy ** 2).sum(axis=1) <= 1.0).sum()), op=MPI.SUM, root=0)
     seen = {k: os.environ.get(k) for k in
-            ("AZ_BATCH_HOST_LIST", "AZ_BATCH_MASTER_NODE", "AZ_BATCH_TASK_SHARED_DIR")}
+            ("AZ_BATCH_HOST_LIST", "AZ_BATCH_MASTER_NODE", "AZ_BATCH_TASK_SHARED_DIR", "USER")}
+    # The host this rank was started on: sshd's SSH_CONNECTION names it (client, port, server,
+    # port); a rank started without ssh (on mpirun's own node) is on the first host.
+    ssh = os.environ.get("SSH_CONNECTION", "").split()
+    seen["host"] = ssh[2] if ssh else seen["AZ_BATCH_HOST_LIST"].split(",")[0]
     everyone = comm.gather(seen, root=0)
     if comm.rank == 0:
         print(json.dumps({"size": comm.size, "hits": hits, "env": everyone}))
@@ -75,15 +79,24 @@ def test_mpi4py_on_4_nodes_returns_the_right_answer(batch_session, tmp_path: Pat
                           inter_node_communication=True)  # fmt: skip
     with azhpc.Pool(spec, session=batch_session) as pool:
         run = azhpc.run_on_pool(script, pool=pool, mpi=True).result(timeout=180)
+        client = batch_session.backend.account.client()
+        addresses = {n.ip_address: n.id for n in client.list_nodes(pool.pool_id)}
     result = json.loads(run.stdout.strip().splitlines()[-1])
     expected = 0
     for rank in range(4):
         xy = np.random.default_rng(1000 + rank).random((200_000, 2))
         expected += int(((xy**2).sum(axis=1) <= 1.0).sum())
     assert result["size"] == 4 and result["hits"] == expected and run.ranks == 4
+    hosts = result["env"][0]["AZ_BATCH_HOST_LIST"].split(",")
+    assert sorted(hosts) == sorted(addresses) and len(set(hosts)) == 4  # a host per node
+    assert addresses[hosts[0]] == run.node  # mpirun ran on the primary, the first host
+    # Each rank on its own node, under the pool's azhpc account (inter-node SSH is Batch's
+    # only for a pool user account with an SSH key).
+    assert sorted(env["host"] for env in result["env"]) == sorted(hosts)
     for env in result["env"]:
-        assert env["AZ_BATCH_HOST_LIST"] == ",".join(["127.0.0.1"] * 4)
-        assert env["AZ_BATCH_MASTER_NODE"].startswith("127.0.0.1:")
+        assert env["USER"] == "azhpc"
+        assert env["AZ_BATCH_HOST_LIST"] == ",".join(hosts)
+        assert env["AZ_BATCH_MASTER_NODE"].startswith(hosts[0] + ":")
         assert env["AZ_BATCH_TASK_SHARED_DIR"]
 
 
@@ -287,3 +300,29 @@ def test_a_terminal_gets_a_line_per_node_change_not_per_output_line(
     assert len(lines) == 2, lines
     assert " running " in lines[0] and "| one" in lines[0]
     assert " idle " in lines[1]
+
+
+def test_mpi_is_refused_on_a_pool_listed_without_the_azhpc_account() -> None:
+    from types import SimpleNamespace
+
+    from azure.batch import models
+
+    from azhpc.backends.batch.apps import _check_mpi_pool
+    from azhpc.pools import PoolSpecError
+
+    def pool_with(accounts: list | None) -> SimpleNamespace:
+        service = models.BatchPool(
+            {"id": "p", "enableInterNodeCommunication": True, "taskSlotsPerNode": 1}
+        )
+        service.user_accounts = accounts
+        client = SimpleNamespace(get_pool=lambda pool_id: service)
+        batch_pool = SimpleNamespace(
+            _call=lambda what, call: call(),
+            account=SimpleNamespace(client=lambda: client),
+        )
+        return SimpleNamespace(spec=None, pool_id="p", batch_pool=batch_pool)
+
+    with pytest.raises(PoolSpecError, match="no 'azhpc' user account"):
+        _check_mpi_pool(pool_with([models.UserAccount(name="someone", password="x")]))
+    _check_mpi_pool(pool_with([models.UserAccount(name="azhpc", password="x")]))
+    _check_mpi_pool(pool_with(None))  # not listed (the emulator keeps the accounts to itself)

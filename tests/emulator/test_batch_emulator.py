@@ -568,8 +568,14 @@ def test_multi_instance_task_runs_coordination_everywhere_and_application_on_pri
     assert len(set(nodes)) == 3 and nodes[0] == done.node_info.node_id
     assert all(s.state == "completed" and s.exit_code == 0 for s in subtasks)
     out = b"".join(client.download_task_file("j", "mpi", "stdout.txt")).decode().split("\n")
-    primary, host_list = out[0].split()[0:2], out[0].split()[2]
-    assert primary == [nodes[0], "true"] and host_list == "127.0.0.1,127.0.0.1,127.0.0.1"
+    primary, host_list, master = out[0].split()[0:2], out[0].split()[2], out[0].split()[3]
+    # Each node its own address (its ipAddress), the primary's first, as on a real pool.
+    addresses = {n.id: n.ip_address for n in client.list_nodes("mpi")}
+    assert primary == [nodes[0], "true"]
+    assert (
+        host_list.split(",") == [addresses[n] for n in nodes] and len(set(addresses.values())) == 3
+    )
+    assert master.startswith(addresses[nodes[0]] + ":")
     assert f"app on {nodes[0]}" in out
     # The subtasks' nodes ran the coordination command as non-masters.
     for node_id in nodes[1:]:
@@ -701,3 +707,83 @@ def test_throttled_requests_answer_429_or_503_with_retry_after(
     batch_emulator.throttle(["Job_List"], status=503, count=2, retry_after=0)
     assert list(client.list_jobs()) == []
     assert batch_emulator.request_counts()["Job_List"] == 3
+
+
+def test_a_task_naming_a_user_the_pool_lacks_fails_to_launch(client: Any, make_pool: Any) -> None:
+    make_pool("users", nodes=2, slots=1, enable_inter_node_communication=True)
+    client.create_job(
+        models.BatchJobCreateOptions(id="u", pool_info=models.BatchPoolInfo(pool_id="users"))
+    )
+    client.create_task(
+        "u",
+        models.BatchTaskCreateOptions(
+            id="nobody",
+            command_line="/bin/true",
+            user_identity=models.UserIdentity(username="nobody"),
+            multi_instance_settings=models.MultiInstanceSettings(
+                number_of_instances=2, coordination_command_line="/bin/true"
+            ),
+        ),
+    )
+    wait_until(lambda: client.get_task("u", "nobody").state == "completed", timeout=20)
+    info = client.get_task("u", "nobody").execution_info
+    assert info.result == "failure" and info.failure_info.code == "CommandLaunchFailed"
+    assert "'nobody' of the task is not a user account of pool 'users'" in (
+        info.failure_info.message
+    )
+
+
+def _mpi_pool(client: Any, make_pool: Any, key: str | None) -> None:
+    account = models.UserAccount(
+        name="azhpc",
+        password="not-used-9Q!",
+        linux_user_configuration=models.LinuxUserConfiguration(ssh_private_key=key)
+        if key
+        else None,
+    )
+    make_pool(
+        "ssh", nodes=3, slots=1, enable_inter_node_communication=True, user_accounts=[account]
+    )
+    client.create_job(
+        models.BatchJobCreateOptions(id="s", pool_info=models.BatchPoolInfo(pool_id="ssh"))
+    )
+
+
+#: On the primary: through the SSH stand-in to every node of the host list (``$USER`` etc.
+#: expanded there, in the login environment the stand-in gives).
+_HOP = (
+    "for h in $(echo $AZ_BATCH_HOST_LIST | tr , ' '); do "
+    "$OMPI_MCA_plm_rsh_agent $h 'echo $USER $HOME $SSH_CONNECTION' || exit 9; done"
+)
+
+
+@pytest.mark.parametrize("key", ["-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n", None])
+def test_ssh_between_nodes_only_for_a_pool_account_with_a_key(
+    client: Any, make_pool: Any, key: str | None
+) -> None:
+    _mpi_pool(client, make_pool, key)
+    client.create_task(
+        "s",
+        models.BatchTaskCreateOptions(
+            id="hop",
+            command_line="/bin/bash -c 'eval \"$HOP\"'",
+            environment_settings=[models.EnvironmentSetting(name="HOP", value=_HOP)],
+            user_identity=models.UserIdentity(username="azhpc"),
+            multi_instance_settings=models.MultiInstanceSettings(
+                number_of_instances=3, coordination_command_line="/bin/true"
+            ),
+        ),
+    )
+    wait_until(lambda: client.get_task("s", "hop").state == "completed", timeout=20)
+    info = client.get_task("s", "hop").execution_info
+    out = b"".join(client.download_task_file("s", "hop", "stdout.txt")).decode()
+    err = b"".join(client.download_task_file("s", "hop", "stderr.txt")).decode()
+    if key is None:  # no key: Batch sets up no SSH for the account
+        assert info.exit_code == 9 and "azhpc@127.0.0." in err and "Permission denied" in err
+        return
+    assert info.exit_code == 0, err
+    nodes = {n.ip_address: n.id for n in client.list_nodes("ssh")}
+    lines = [line.split() for line in out.strip().splitlines()]
+    assert [line[0] for line in lines] == ["azhpc"] * 3
+    assert sorted(line[-2] for line in lines) == sorted(nodes)  # SSH_CONNECTION's server
+    assert all(line[1].endswith(f"/{nodes[line[-2]]}/home/azhpc") for line in lines)

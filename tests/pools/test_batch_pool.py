@@ -181,3 +181,87 @@ def test_to_batch_pool_adds_ownership_metadata() -> None:
     items = {item.name: item.value for item in pool.metadata}
     assert items[CREATED_BY] == "azhpc" and items[OWNER] == mine[OWNER]
     assert items["azhpc-version"]  # the existing items stay
+
+
+def test_mpi_pool_has_the_azhpc_account_with_its_own_ssh_key() -> None:
+    spec = PoolSpec("mpi", "Standard_HB120rs_v3", nodes=2, mpi=True, inter_node_communication=True)
+    first, second = to_batch_pool(spec), to_batch_pool(spec)
+    pool = models.BatchPoolCreateOptions(first)
+    (account,) = pool.user_accounts
+    assert account.name == "azhpc" and account.elevation_level == "nonadmin"
+    key = account.linux_user_configuration.ssh_private_key
+    assert key.startswith("-----BEGIN RSA PRIVATE KEY-----") and "ENCRYPTED" not in key
+    # One key pair (and password) per pool.
+    other = second["userAccounts"][0]
+    assert other["linuxUserConfiguration"]["sshPrivateKey"] != key
+    assert other["password"] != account.password
+    assert "userAccounts" not in to_batch_pool(PoolSpec("plain", "Standard_D2s_v5", nodes=1))
+
+
+def _fake_hpc_node(tmp_path):
+    """A node of an HPC image: HPC-X under opt/ (its init script defines hpcx_load) and an
+    InfiniBand device; returns the lines' keyword arguments and the node's environment."""
+    hpcx = tmp_path / "opt" / "hpcx-v2.18-gcc-ubuntu22.04"
+    (hpcx / "ompi" / "bin").mkdir(parents=True)
+    mpirun = hpcx / "ompi" / "bin" / "mpirun"
+    mpirun.write_text("#!/bin/sh\n")
+    mpirun.chmod(0o755)
+    (hpcx / "hpcx-init.sh").write_text(
+        f'hpcx_load() {{ export PATH="{hpcx}/ompi/bin:$PATH" '
+        f'LD_LIBRARY_PATH="{hpcx}/ompi/lib${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}" '
+        f'OPAL_PREFIX="{hpcx}/ompi"; }}\n'
+    )
+    (tmp_path / "ib" / "mlx5_ib0").mkdir(parents=True)
+    where = {
+        "hpcx_init_glob": str(tmp_path / "opt" / "hpcx-*" / "hpcx-init.sh"),
+        "infiniband_sysfs": str(tmp_path / "ib"),
+    }
+    env = {"PATH": "/usr/bin:/bin", "AZ_BATCH_NODE_SHARED_DIR": str(tmp_path / "shared")}
+    return where, env, hpcx
+
+
+@pytest.mark.parametrize("infiniband", [True, False])
+def test_mpi_start_task_records_hpcx_mpirun_and_ucx_on_infiniband(tmp_path, infiniband) -> None:
+    from azhpc.backends.batch.node_command import NodeCommand, read_mpi_record
+    from azhpc.backends.batch.pool_body import mpi_setup_lines
+
+    where, env, hpcx = _fake_hpc_node(tmp_path)
+    if not infiniband:  # an HB node whose InfiniBand did not come up: TCP, said on stderr
+        (tmp_path / "ib" / "mlx5_ib0").rmdir()
+    spec = PoolSpec("mpi", "Standard_HB120rs_v3", nodes=2, mpi=True, inter_node_communication=True)
+    script = "\n".join(["set -euo pipefail", *mpi_setup_lines(spec, **where)])
+    done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    record = read_mpi_record(env)
+    assert record["AZHPC_MPIRUN"] == str(hpcx / "ompi" / "bin" / "mpirun")
+    assert record["OPAL_PREFIX"] == str(hpcx / "ompi")
+    assert record["AZHPC_MPI_LIBRARY_PATH"] == str(hpcx / "ompi" / "lib")
+    # The node command runs that mpirun, with HPC-X's libraries, and UCX on InfiniBand.
+    env = {**env, "AZ_BATCH_HOST_LIST": "10.0.0.4,10.0.0.5"}
+    argv = NodeCommand("python app.py", ranks=2)._mpirun(tmp_path, env, "node")
+    assert argv[0] == record["AZHPC_MPIRUN"] and str(hpcx / "ompi" / "bin") in env["PATH"]
+    assert env["LD_LIBRARY_PATH"].startswith(str(hpcx / "ompi" / "lib"))
+    if infiniband:
+        assert record["AZHPC_MPI_FABRIC"] == "infiniband"
+        assert " ".join(argv).count("--mca pml ucx") == 1
+        assert env["UCX_NET_DEVICES"] == "mlx5_ib0:1" and env["UCX_TLS"] == "rc,sm,self"
+        assert "UCX_TLS" in argv and "UCX_NET_DEVICES" in argv  # passed on with -x
+    else:
+        assert record["AZHPC_MPI_FABRIC"] == "tcp" and "ucx" not in argv
+        assert "no device in" in done.stderr
+
+
+def test_mpi_start_task_fails_without_any_mpirun(tmp_path) -> None:
+    from azhpc.backends.batch.pool_body import mpi_setup_lines
+
+    where, env, _ = _fake_hpc_node(tmp_path)
+    where["hpcx_init_glob"] = str(tmp_path / "nowhere" / "hpcx-*" / "hpcx-init.sh")
+    spec = PoolSpec("mpi", "Standard_D2s_v5", nodes=2, mpi=True, inter_node_communication=True)
+    script = "\n".join(["set -euo pipefail", *mpi_setup_lines(spec, **where)])
+    tools = tmp_path / "tools"  # coreutils, and no mpirun
+    tools.mkdir()
+    for tool in ("dirname", "mkdir", "ls", "sort", "tail", "head", "mv"):
+        (tools / tool).symlink_to(shutil.which(tool))
+    env["PATH"] = str(tools)
+    done = subprocess.run(["/bin/bash", "-c", script], env=env, capture_output=True, text=True)
+    assert done.returncode == 1 and "azhpc: no mpirun on this node" in done.stderr

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from azhpc.backends.batch.node_command import NodeCommand, NodeRun
 from azhpc.backends.batch.nodeview import watch_nodes
 from azhpc.backends.batch.pool import Pool
+from azhpc.backends.batch.pool_body import MPI_USER
 from azhpc.core.spec import Placement
 from azhpc.errors import AzhpcError, ConfigError, PoolSpecError
 from azhpc.pools.spec import PoolSpec
@@ -118,6 +119,15 @@ def _check_mpi_pool(pool: Pool) -> None:
         inter_node = bool(service.enable_inter_node_communication)
         spot = bool(service.target_low_priority_nodes)
         slots = int(service.task_slots_per_node or 1)
+        accounts = service.user_accounts
+        if accounts is not None and MPI_USER not in {a.name for a in accounts}:
+            raise PoolSpecError(
+                "inter_node_communication",
+                f"pool {pool.pool_id!r} has no {MPI_USER!r} user account, the one azhpc runs MPI "
+                "ranks as (Batch sets up SSH between nodes only for a pool account with an SSH "
+                "key): create the pool with azhpc (PoolSpec(..., mpi=True, "
+                "inter_node_communication=True))",
+            )
     if spot:
         raise PoolSpecError(
             "spot_nodes",
@@ -169,8 +179,10 @@ def run_on_pool(
         command.
     mpi
         Run the command once, as one Batch multi-instance task across ``nodes`` nodes, under
-        ``mpirun`` (Open MPI) with one rank per node. The pool needs inter-node communication,
-        dedicated nodes only and one task slot per node (``PoolSpec(..., mpi=True)``).
+        ``mpirun`` (Open MPI, or HPC-X on HPC images; UCX on InfiniBand sizes) with one rank
+        per node, as the pool's ``azhpc`` user account (the one Batch sets up SSH between the
+        nodes for). The pool needs inter-node communication, dedicated nodes only and one task
+        slot per node (``PoolSpec(..., mpi=True)``).
     nodes
         How many nodes to use (default: every node of the pool). Without ``mpi`` the command
         runs once on each; a node that is not usable (e.g. its start task failed) is an error

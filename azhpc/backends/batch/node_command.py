@@ -46,7 +46,13 @@ MPI_VARIABLES = (
     "PATH",
     "PYTHONPATH",
     "LD_LIBRARY_PATH",
+    "OPAL_PREFIX",
+    "UCX_TLS",
+    "UCX_NET_DEVICES",
 )
+#: What the pool's start task recorded about MPI on the node (``pool_body.MPI_RECORD``),
+#: relative to ``$AZ_BATCH_NODE_SHARED_DIR``.
+MPI_RECORD = "azhpc/mpi.env"
 
 
 @dataclass(frozen=True)
@@ -146,8 +152,25 @@ class NodeCommand:
         return NodeRun(node, code, out, err, seconds, ranks=max(self.ranks, 1))
 
     def _mpirun(self, app: Path, env: dict[str, str], node: str) -> list[str]:
-        mpirun = shutil.which("mpirun", path=env.get("PATH"))
-        if mpirun is None:
+        """``mpirun`` and its options; puts the recorded MPI's paths (and UCX settings on
+        InfiniBand) into ``env``."""
+        record = read_mpi_record(env)
+        mpirun = record.get("AZHPC_MPIRUN") or shutil.which("mpirun", path=env.get("PATH"))
+        if mpirun:
+            # Its folder on PATH (HPC-X's is nowhere else), after the node's Python's; invoked
+            # by absolute path, Open MPI also starts its daemons on the other nodes from the
+            # same prefix (mpirun(1): an absolute path "is equivalent to the --prefix option").
+            folders = env.get("PATH", "").split(os.pathsep)
+            if str(Path(mpirun).parent) not in folders:
+                folders.insert(1, str(Path(mpirun).parent))
+                env["PATH"] = os.pathsep.join(folders)
+        if record.get("AZHPC_MPI_LIBRARY_PATH"):
+            env["LD_LIBRARY_PATH"] = os.pathsep.join(
+                p for p in (record["AZHPC_MPI_LIBRARY_PATH"], env.get("LD_LIBRARY_PATH")) if p
+            )
+        if record.get("OPAL_PREFIX"):
+            env["OPAL_PREFIX"] = record["OPAL_PREFIX"]
+        if not mpirun:
             raise CommandFailedError(
                 f"mpirun is not installed on node {node}: an MPI pool needs Open MPI (PoolSpec("
                 "..., mpi=True) installs it with the start task; on the emulator, ./dev test "
@@ -157,10 +180,32 @@ class NodeCommand:
         argv = [mpirun, "-np", str(self.ranks), "--host", hosts, "-wdir", str(app)]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             argv.append("--allow-run-as-root")  # containers and emulated nodes run as root
+        if record.get("AZHPC_MPI_FABRIC") == "infiniband":
+            # UCX over InfiniBand (Azure, "Set up Message Passing Interface for HPC"); asked for
+            # explicitly, so that a node without it fails instead of falling back to TCP.
+            env["UCX_TLS"] = record.get("UCX_TLS", "rc,sm,self")
+            if record.get("UCX_NET_DEVICES"):
+                env["UCX_NET_DEVICES"] = record["UCX_NET_DEVICES"]
+            argv += ["--mca", "pml", "ucx"]
         for name in (*MPI_VARIABLES, *dict(self.env)):
             if name in env:
                 argv += ["-x", name]
         return argv
+
+
+def read_mpi_record(env: dict[str, str]) -> dict[str, str]:
+    """The ``KEY=VALUE`` lines the start task wrote to ``$AZ_BATCH_NODE_SHARED_DIR/``
+    :data:`MPI_RECORD` (``{}`` without one: a pool azhpc did not create)."""
+    shared = env.get("AZ_BATCH_NODE_SHARED_DIR")
+    path = Path(shared) / MPI_RECORD if shared else None
+    if path is None or not path.is_file():
+        return {}
+    record = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name.strip():
+            record[name.strip()] = value
+    return record
 
 
 def _tee(argv: list[str], *, cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:

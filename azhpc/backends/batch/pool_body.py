@@ -11,6 +11,7 @@ import base64
 import datetime as dt
 import getpass
 import os
+import secrets
 import shlex
 import socket
 import uuid
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from azhpc.pools.autoscale import MIN_EVALUATION_MINUTES, Autoscale
+from azhpc.pools.catalog import price_table
 from azhpc.version import __version__
 
 if TYPE_CHECKING:
@@ -29,8 +31,14 @@ __all__ = [
     "CREATED",
     "CREATED_BY",
     "ENVIRONMENT_RECORD",
+    "HPCX_INIT_GLOB",
+    "INFINIBAND_SYSFS",
+    "MPI_RECORD",
+    "MPI_USER",
     "OWNER",
     "SESSION",
+    "mpi_setup_lines",
+    "mpi_user_account",
     "ownership_metadata",
     "start_task_command_line",
     "start_task_script",
@@ -40,6 +48,33 @@ __all__ = [
 #: Where the start task records the node's Python, cloudpickle and azhpc versions (JSON), for
 #: the client's environment-parity check. Relative to ``$AZ_BATCH_NODE_SHARED_DIR``.
 ENVIRONMENT_RECORD = "azhpc/environment.json"
+
+#: Where the start task of an MPI pool records how to run ``mpirun`` on the node (``KEY=VALUE``
+#: lines: ``AZHPC_MPIRUN``, ``AZHPC_MPI_LIBRARY_PATH``, ``OPAL_PREFIX``, ``AZHPC_MPI_FABRIC`` and,
+#: on InfiniBand, ``UCX_TLS`` / ``UCX_NET_DEVICES``), read by the node command. Relative to
+#: ``$AZ_BATCH_NODE_SHARED_DIR``.
+MPI_RECORD = "azhpc/mpi.env"
+#: HPC-X's init script on Azure's HPC images (``/opt/hpcx-<version>-<compiler>-...``). Their MPI
+#: is otherwise reached through environment modules (``module load mpi/hpcx``), and ``module``
+#: is a shell function of login shells that Batch tasks do not have; sourcing the script and
+#: calling ``hpcx_load`` is HPC-X's own way (NVIDIA HPC-X docs, "Installing and Loading HPC-X":
+#: ``source $HPCX_HOME/hpcx-init.sh; hpcx_load``).
+HPCX_INIT_GLOB = "/opt/hpcx-*/hpcx-init.sh"
+#: Where Linux lists InfiniBand devices (``mlx5_ib0`` or ``mlx5_0`` on Azure's SR-IOV sizes).
+INFINIBAND_SYSFS = "/sys/class/infiniband"
+#: UCX transports for MPI on InfiniBand: reliable connection, shared memory, loopback (Azure,
+#: "Set up Message Passing Interface for HPC": HPC-X and Open MPI with ``-mca pml ucx``,
+#: ``UCX_TLS`` and ``UCX_NET_DEVICES=<device>:1``).
+UCX_TLS = "rc,sm,self"
+#: The pool user account MPI ranks run as. Batch sets up password-less SSH between nodes only
+#: for a pool user account with an SSH key, and only with inter-node communication:
+#: BatchService.json (2025-06-01), ``LinuxUserConfiguration.sshPrivateKey``: "The private key is
+#: used to automatically configure asymmetric-key based authentication for SSH between Compute
+#: Nodes in a Linux Pool when the Pool's enableInterNodeCommunication property is true ... If
+#: not specified, password-less SSH is not configured between Compute Nodes". mpirun starts
+#: the ranks of the other nodes over SSH, so the multi-instance task runs as this account
+#: (``userIdentity.username``); the auto-user has no such documented guarantee.
+MPI_USER = "azhpc"
 
 #: Pool metadata (Batch ``metadata`` name/value pairs, which "the Batch service does not assign
 #: any meaning to": azure-batch's ``BatchMetadataItem``) that azhpc puts on every pool it
@@ -163,6 +198,8 @@ def start_task_script(
             f"# 0. system packages ({' '.join(apt)}): not installed on emulated nodes, which are "
             "this machine"
         ]
+    if spec.mpi:  # before step 3: mpi4py builds with the mpicc this puts on PATH
+        system += mpi_setup_lines(spec, required=node_python is None)
     lines[6:6] = system
     head = 6 + len(system)
     requirements = spec.requirements
@@ -217,6 +254,106 @@ def start_task_script(
         f'"$AZ_BATCH_NODE_SHARED_DIR/{ENVIRONMENT_RECORD}"',
     ]
     return "\n".join(lines) + "\n"
+
+
+def mpi_user_account() -> dict[str, Any]:
+    """The pool's :data:`MPI_USER` account (REST ``UserAccount``), with a key pair made for this
+    pool: an unencrypted RSA key that Batch places, with its public half, in the account's
+    ``~/.ssh`` on every node. The password (required by the API) is random and never used.
+
+    Raises
+    ------
+    ImportError
+        ``cryptography`` is missing (it comes with azure-identity: ``pip install azhpc[azure]``).
+    """
+    try:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+    except ImportError as e:  # pragma: no cover - installed with azure-identity
+        raise ImportError(
+            "an MPI pool needs an SSH key made by 'cryptography': pip install 'azhpc[azure]'"
+        ) from e
+    key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,  # "BEGIN RSA PRIVATE KEY": any OpenSSH
+        serialization.NoEncryption(),  # "The private key must not be password protected"
+    ).decode()
+    return {
+        "name": MPI_USER,
+        "password": secrets.token_urlsafe(24),
+        "elevationLevel": "nonadmin",
+        "linuxUserConfiguration": {"sshPrivateKey": private},
+    }
+
+
+def mpi_setup_lines(
+    spec: PoolSpec,
+    *,
+    required: bool = True,
+    hpcx_init_glob: str = HPCX_INIT_GLOB,
+    infiniband_sysfs: str = INFINIBAND_SYSFS,
+) -> list[str]:
+    """The start-task lines that find ``mpirun`` and record it in :data:`MPI_RECORD`.
+
+    On an HPC image HPC-X's init script puts its ``mpirun`` (and ``mpicc``, which building
+    mpi4py needs) on the start task's PATH; elsewhere Open MPI from apt is on PATH. On a size
+    with SR-IOV InfiniBand (the catalog's ``rdma`` and ``sriov``) the record also asks for UCX
+    over the node's first InfiniBand device, or says TCP when the node shows none.
+
+    Parameters
+    ----------
+    spec
+        The pool.
+    required
+        Fail the start task when no ``mpirun`` is found (``False`` on emulated nodes).
+    hpcx_init_glob, infiniband_sysfs
+        Where to look (tests point them at fakes).
+    """
+    size = price_table().get(spec.vm_size)
+    infiniband = size is not None and size.rdma and size.sriov
+    lines = [
+        "# MPI: find mpirun (HPC images: HPC-X, behind its init script, as Batch tasks have no",
+        "# `module` command) and record it for run_on_pool, with UCX on InfiniBand",
+        f'MPI_RECORD="$AZ_BATCH_NODE_SHARED_DIR/{MPI_RECORD}"',
+        'mkdir -p "$(dirname "$MPI_RECORD")"',
+        f"HPCX_INIT=$(ls -d {hpcx_init_glob} 2>/dev/null | sort -V | tail -n 1 || true)",
+        'if [ -n "$HPCX_INIT" ]; then',
+        '  set +u; . "$HPCX_INIT"; hpcx_load; set -u',
+        "fi",
+        "MPIRUN=$(command -v mpirun || true)",
+    ]
+    if required:
+        lines += [
+            'if [ -z "$MPIRUN" ]; then',
+            f'  echo "azhpc: no mpirun on this node (no {hpcx_init_glob}, no Open MPI on PATH)"'
+            " >&2",
+            "  exit 1",
+            "fi",
+        ]
+    lines += [
+        "{",
+        '  echo "AZHPC_MPIRUN=$MPIRUN"',
+        '  echo "AZHPC_MPI_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"',
+        '  if [ -n "${OPAL_PREFIX:-}" ]; then echo "OPAL_PREFIX=$OPAL_PREFIX"; fi',
+    ]
+    if infiniband:
+        lines += [
+            f"  IB_DEVICE=$(ls {infiniband_sysfs} 2>/dev/null | sort | head -n 1 || true)",
+            '  if [ -n "$IB_DEVICE" ]; then',
+            '    echo "AZHPC_MPI_FABRIC=infiniband"',
+            f'    echo "UCX_TLS={UCX_TLS}"',
+            '    echo "UCX_NET_DEVICES=$IB_DEVICE:1"',
+            "  else",
+            '    echo "AZHPC_MPI_FABRIC=tcp"',
+            f'    echo "azhpc: {spec.vm_size} has InfiniBand but no device in {infiniband_sysfs}:'
+            ' MPI will run over TCP" >&2',
+            "  fi",
+        ]
+    else:
+        lines.append('  echo "AZHPC_MPI_FABRIC=tcp"')
+    lines += ['} > "$MPI_RECORD.tmp"', 'mv "$MPI_RECORD.tmp" "$MPI_RECORD"']
+    return lines
 
 
 def start_task_command_line(script: str) -> str:
@@ -283,6 +420,9 @@ def to_batch_pool(
     if spec.mpi:
         # Multi-instance tasks need a node each: never pack them (Batch's default is spread).
         body["taskSchedulingPolicy"] = {"nodeFillType": "spread"}
+    if spec.inter_node_communication:
+        # MPI ranks run as this account: the one Batch sets up SSH between nodes for.
+        body["userAccounts"] = [mpi_user_account()]
     script = start_task_script(spec, azhpc_requirement=azhpc_requirement, node_python=node_python)
     body["startTask"] = {
         "commandLine": start_task_command_line(script),

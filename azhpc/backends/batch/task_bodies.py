@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
+from azhpc.backends.batch.pool_body import MPI_USER
 from azhpc.core.spec import APP_ARCHIVE
 from azhpc.core.worker import BATCH_FILES
 
@@ -113,6 +114,8 @@ class TaskBodies:
             if app is not None:
                 settings["commonResourceFiles"] = [app]
             body["multiInstanceSettings"] = settings
+            # As the pool's MPI account, which Batch gives SSH between the nodes (pool_body).
+            body["userIdentity"] = {"username": MPI_USER}
             return
         if app is not None:
             body["resourceFiles"].append(app)

@@ -291,6 +291,10 @@ class Pool(_Resource):
     def to_json(self, base_url: str) -> dict[str, Any]:
         """The ``BatchPool`` REST shape."""
         out = dict(self.spec)
+        # The accounts' passwords and SSH keys are secrets ("x-ms-secret" in BatchService.json)
+        # that the service does not send back, and a UserAccount without its (required)
+        # password is no valid one: the emulator leaves the accounts out.
+        out.pop("userAccounts", None)
         dedicated = sum(1 for n in self.nodes.values() if n.is_dedicated)
         out.update(
             {

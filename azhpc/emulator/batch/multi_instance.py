@@ -10,9 +10,23 @@ is a subtask (``Task_ListSubtasks``; id 0 is the primary).
 
 Environment, on every node, as Batch sets it: ``AZ_BATCH_HOST_LIST`` (``ip,ip,...``),
 ``AZ_BATCH_NODE_LIST`` (``ip;ip;...``), ``AZ_BATCH_MASTER_NODE`` (``ip:port``),
-``AZ_BATCH_IS_CURRENT_NODE_MASTER`` (``true``/``false``), ``AZ_BATCH_TASK_SHARED_DIR``. The
-emulated nodes are all this machine, so every address is ``127.0.0.1``: ``mpirun --host
-$AZ_BATCH_HOST_LIST`` starts one rank per node here.
+``AZ_BATCH_IS_CURRENT_NODE_MASTER`` (``true``/``false``), ``AZ_BATCH_TASK_SHARED_DIR``. Each
+emulated node has its own loopback address (``127.0.x.y``, its ``ipAddress``), so the host list
+names as many hosts as nodes, as on Batch.
+
+What Batch needs before it runs one (else the task waits, or fails, as there): a pool with
+inter-node communication and one task slot per node (the scheduler, ``runner.py``), and a
+``userIdentity`` that is an account of the pool (``identity.py``). The coordination and
+application commands run as that identity on each node.
+
+``mpirun --host $AZ_BATCH_HOST_LIST`` on the primary works here as on a pool: the nodes'
+environment points Open MPI at the emulator's SSH stand-in (``OMPI_MCA_plm_rsh_agent``,
+``identity.py``), which starts a rank's daemon "on" a node only for a user whose SSH key that
+node holds (a pool account with ``sshPrivateKey``), as ssh would. Because all nodes share this
+machine's cores, hwloc's shared topology and core binding are turned off
+(``OMPI_MCA_rtc=^hwloc``, ``OMPI_MCA_hwloc_base_binding_policy=none``): several Open MPI
+daemons on one machine otherwise crash in ``hwloc_shmem_topology_write`` or pin every rank to
+core 0.
 """
 
 from __future__ import annotations
@@ -21,6 +35,11 @@ import concurrent.futures
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from azhpc.emulator.batch.identity import (
+    identity_failure,
+    write_host_map,
+    write_ssh_stand_in,
+)
 from azhpc.emulator.batch.model import NodeState, TaskAttempt, TaskState, rfc3339, utcnow
 from azhpc.emulator.batch.processes import node_info, run_process, task_environment
 from azhpc.emulator.batch.transfer import (
@@ -33,10 +52,8 @@ if TYPE_CHECKING:
     from azhpc.emulator.batch.model import Job, Node, Pool, Task, TaskAttempt
     from azhpc.emulator.batch.runner import Engine
 
-__all__ = ["NODE_ADDRESS", "start_multi_instance"]
+__all__ = ["start_multi_instance"]
 
-#: Every emulated node's address for MPI: they are all this machine.
-NODE_ADDRESS = "127.0.0.1"
 #: The port Batch reserves on the master node (``AZ_BATCH_MASTER_NODE``); not for MPI.
 MASTER_PORT = 6000
 
@@ -74,15 +91,24 @@ def start_multi_instance(
         for index, node in enumerate(nodes)
     ]
     task.set_state(TaskState.RUNNING)
-    hosts = [NODE_ADDRESS] * len(nodes)
+    hosts = [n.ip_address for n in nodes]
+    machinery = engine.store.root / ".emulator"
+    ssh = write_ssh_stand_in(machinery)
+    host_map = write_host_map(machinery / f"hosts-{job.id}-{task.id}", nodes)
     envs = []
     for index, (node, folder) in enumerate(zip(nodes, folders, strict=True)):
         extra = {
             "AZ_BATCH_TASK_SHARED_DIR": str(folder),
             "AZ_BATCH_HOST_LIST": ",".join(hosts),
             "AZ_BATCH_NODE_LIST": ";".join(hosts),
-            "AZ_BATCH_MASTER_NODE": f"{NODE_ADDRESS}:{MASTER_PORT}",
+            "AZ_BATCH_MASTER_NODE": f"{hosts[0]}:{MASTER_PORT}",
             "AZ_BATCH_IS_CURRENT_NODE_MASTER": "true" if index == 0 else "false",
+            # The emulator's stand-in for ssh between nodes, and no hwloc sharing or binding
+            # among the Open MPI daemons that share this machine (module docstring).
+            "OMPI_MCA_plm_rsh_agent": str(ssh),
+            "OMPI_MCA_rtc": "^hwloc",
+            "OMPI_MCA_hwloc_base_binding_policy": "none",
+            "AZHPC_EMULATED_HOSTS": str(host_map),
         }
         envs.append(
             task_environment(
@@ -91,8 +117,12 @@ def start_multi_instance(
         )
     engine._spawn(
         _run, engine, attempt, task, dict(task.spec), nodes, folders, envs,
-        name=f"task-{job.id}-{task.id}",
+        identity_failure(pool, task.spec), name=f"task-{job.id}-{task.id}",
     )  # fmt: skip
+
+
+class _Refused(Exception):
+    """The task cannot start (its ``failureInfo`` is already known)."""
 
 
 def _failed(code: int | None, message: str) -> dict[str, Any]:
@@ -112,12 +142,15 @@ def _run(
     nodes: list[Node],
     folders: list[Path],
     envs: list[dict[str, str]],
+    refused: dict[str, Any] | None = None,
 ) -> None:
     settings = spec.get("multiInstanceSettings") or {}
-    failure: dict[str, Any] | None = None
+    failure: dict[str, Any] | None = refused  # a user identity that is no account of the pool
     code: int | None = None
     codes: list[int | None] = [None] * len(nodes)
     try:
+        if refused is not None:
+            raise _Refused
         for folder in folders:
             (folder / "wd").mkdir(parents=True, exist_ok=True)
             download_resource_files(settings.get("commonResourceFiles") or [], folder)
@@ -162,6 +195,8 @@ def _run(
             upload_output_files(
                 spec.get("outputFiles") or [], folders[0] / "wd", succeeded=code == 0
             )
+    except _Refused:
+        pass
     except TransferError as e:
         failure = {"category": "usererror", "code": e.code, "message": str(e)}
     except OSError as e:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from azhpc.emulator.batch.identity import identity_environment
 from azhpc.emulator.batch.model import Job, Node, Pool, Store, Task, TaskAttempt
 
 __all__ = [
@@ -65,9 +66,11 @@ def task_environment(
     folder: Path,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """A task's environment on ``node``: the node's, the task's own variables (and ``extra``,
-    e.g. a multi-instance task's), the job's common settings, then the task's settings."""
+    """A task's environment on ``node``: the node's, its identity's (``identity.py``), the
+    task's own variables (and ``extra``, e.g. a multi-instance task's), the job's common
+    settings, then the task's settings."""
     env = node_environment(account_name, base_url, pool, node)
+    env.update(identity_environment(pool, node, task.spec))
     env.update(
         {
             "AZ_BATCH_JOB_ID": job.id,

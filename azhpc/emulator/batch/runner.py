@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from azhpc.emulator.batch.identity import identity_failure
 from azhpc.emulator.batch.model import (
     SCHEDULABLE,
     AllocationState,
@@ -141,7 +142,9 @@ class Engine:
                 node_id = f"tvmps_{pool.node_counter:04d}_{'d' if is_dedicated else 'p'}"
                 root = self.store.root / pool.id / node_id
                 node = Node(id=node_id, pool_id=pool.id, is_dedicated=is_dedicated, root=root)
-                node.ip_address = f"10.0.{pool.node_counter // 250}.{pool.node_counter % 250 + 4}"
+                # Loopback addresses, each node its own (Linux routes all of 127.0.0.0/8 to lo):
+                # MPI's host list names distinct hosts, as a real pool's does.
+                node.ip_address = f"127.0.{pool.node_counter // 250}.{pool.node_counter % 250 + 1}"
                 pool.nodes[node_id] = node
                 self.boot(pool, node)
 
@@ -565,15 +568,18 @@ class Engine:
         )
         self._spawn(
             self._run_attempt, attempt, dict(task.spec), task.task_dir, env, node,
-            name=f"task-{job.id}-{task.id}",
+            identity_failure(pool, task.spec), name=f"task-{job.id}-{task.id}",
         )  # fmt: skip
 
     def _run_attempt(
         self, attempt: TaskAttempt, spec: dict[str, Any], folder: Path, env: dict[str, str],
-        node: Node,
+        node: Node, refused: dict[str, Any] | None = None,
     ) -> None:  # fmt: skip
         working_dir = folder / "wd"
         working_dir.mkdir(parents=True, exist_ok=True)
+        if refused is not None:  # its user identity is no account of the pool
+            self._finish_attempt(attempt, None, refused)
+            return
         failure: dict[str, Any] | None = None
         code: int | None = None
         try:
