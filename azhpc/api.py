@@ -94,13 +94,8 @@ def submit_map(
 
     The same as ``map(..., block=False)``; see :func:`map` for the parameters.
     """
-    return scatter.map(
-        current_session(session, pool=pool),
-        fn,
-        iterable,
-        chunksize=chunksize,
-        retries=retries,
-        block=False,
+    return map(
+        fn, iterable, chunksize=chunksize, retries=retries, session=session, pool=pool, block=False
     )
 
 

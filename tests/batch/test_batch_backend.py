@@ -28,16 +28,6 @@ def emulated() -> Any:
         yield session
 
 
-@pytest.fixture
-def client(emulated: Any) -> Any:
-    return emulated.backend.account.client()
-
-
-@pytest.fixture
-def emulator(emulated: Any) -> Any:
-    return emulated.backend.account.emulator
-
-
 def _pools(client: Any) -> list[str]:
     return [p.id for p in client.list_pools()]
 

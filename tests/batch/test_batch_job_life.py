@@ -29,16 +29,6 @@ def emulated() -> Any:
         yield session
 
 
-@pytest.fixture
-def client(emulated: Any) -> Any:
-    return emulated.backend.account.client()
-
-
-@pytest.fixture
-def emulator(emulated: Any) -> Any:
-    return emulated.backend.account.emulator
-
-
 def _job_ids(client: Any) -> list[str]:
     return [j.id for j in client.list_jobs()]
 
