@@ -223,7 +223,9 @@ def test_pool_of_a_real_account_stages_the_wheel_once_and_nodes_download_it(emul
     pools = []
     try:
         for pool_id in ("wheel-a", "wheel-b"):
-            pool = BatchPool(account, PoolSpec(pool_id, "Standard_D2s_v5", nodes=1), show=False)
+            # No node: its start task would fetch uv from the internet.
+            spec = PoolSpec(pool_id, "Standard_D2s_v5", autoscale="$TargetDedicatedNodes = 0;")
+            pool = BatchPool(account, spec, show=False)
             pool.wheel_stager = WheelStager(fs, signer, root="/.azhpc")
             pool._create()
             pools.append(pool)
