@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from azhpc.backends.base import Backend
 from azhpc.backends.batch.account import BatchAccount, BatchError, call_batch
+from azhpc.backends.batch.node_wheel import WheelStager
 from azhpc.backends.batch.task_bodies import TaskBodies
 from azhpc.core.outcome import RemoteError, TaskOutcome
 from azhpc.core.states import TaskResult
@@ -175,6 +176,11 @@ class BatchBackend(Backend):
         self._owned = list(owned)
         self._signer = SasSigner(lake)
         self._bodies = TaskBodies(self._signer, store, pool)
+        if pool is not None and not account.emulated and pool.wheel_stager is None:
+            # The nodes of a real account install the client's azhpc from the lake. The
+            # signer's SAS lives as long as it allows (DEFAULT_LIFETIME): nodes joining the
+            # pool later download the wheel with the URL given at its creation.
+            pool.wheel_stager = WheelStager(store.fs, self._signer, root=store.root)
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()

@@ -29,6 +29,7 @@ from azhpc.version import __version__
 
 if TYPE_CHECKING:
     from azhpc.backends.batch.account import BatchAccount
+    from azhpc.backends.batch.node_wheel import WheelStager
     from azhpc.pools.estimate import CostEstimate
     from azhpc.pools.spec import PoolSpec
 
@@ -183,6 +184,9 @@ class BatchPool:
         self._ready = False
         self._released = False
         self._adopted_size: tuple[str, int, int] | None = None
+        #: Stages the client's azhpc wheel for the start task (the Batch backend sets it; the
+        #: nodes of a real account get azhpc from it).
+        self.wheel_stager: WheelStager | None = None
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:
@@ -226,6 +230,25 @@ class BatchPool:
 
         return self._call(f"check for pool {self.pool_id!r}", state)  # type: ignore[no-any-return]
 
+    def _node_setup(self) -> dict[str, Any]:
+        """How the start task gets azhpc: the emulator's nodes (folders on this machine) use
+        the client's interpreter; a real account's install the client's wheel from the lake.
+
+        Raises
+        ------
+        ConfigError
+            A pool of a real account with no :attr:`wheel_stager` (no lake to stage it in).
+        """
+        if self.account.emulated:
+            return {"node_python": sys.executable}
+        if self.wheel_stager is None:
+            raise ConfigError(
+                f"pool {self.pool_id!r}: its nodes install the client's azhpc from the lake, "
+                "and this pool has none; create it through a session (azhpc.Pool or "
+                "azhpc.connect) on the azure profile"
+            )
+        return {"wheel": self.wheel_stager.resource_file()}
+
     def pool_info(self) -> dict[str, Any]:
         """The ``poolInfo`` of a job on this pool: its id, or (job-scoped) the specification of
         the auto pool Batch creates with the job."""
@@ -233,7 +256,7 @@ class BatchPool:
             return {"poolId": self.pool_id}
         body = to_batch_pool(
             self.spec,  # type: ignore[arg-type]
-            node_python=sys.executable if self.account.emulated else None,
+            **self._node_setup(),
             metadata=ownership_metadata(),
         )
         del body["id"]
@@ -336,7 +359,7 @@ class BatchPool:
             )
         body = to_batch_pool(
             self.spec,
-            node_python=sys.executable if self.account.emulated else None,
+            **self._node_setup(),
             metadata=ownership_metadata(),
         )
         self._say(f"creating pool {self.pool_id!r}: {self.spec.estimate().summary_line()}")

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from azhpc.backends.batch.node_wheel import client_pins
 from azhpc.pools.autoscale import MIN_EVALUATION_MINUTES, Autoscale
 from azhpc.pools.catalog import price_table
 from azhpc.version import __version__
@@ -134,7 +135,11 @@ def _iso_minutes(minutes: int) -> str:
 
 
 def start_task_script(
-    spec: PoolSpec, *, azhpc_requirement: str | None = None, node_python: str | None = None
+    spec: PoolSpec,
+    *,
+    azhpc_requirement: str | None = None,
+    node_python: str | None = None,
+    wheel_file: str | None = None,
 ) -> str:
     """The bash script the start task runs on each node as it joins the pool.
 
@@ -154,12 +159,21 @@ def start_task_script(
         An interpreter that already has azhpc and the requirements on every node (the Batch
         emulator's nodes are folders on this machine, so they use the client's own
         interpreter and install nothing). The environment is still recorded the same way.
+    wheel_file
+        The client's azhpc wheel (:mod:`~azhpc.backends.batch.node_wheel`), a resource file of
+        the start task in its working folder: installed from there, with cloudpickle, numpy,
+        pandas and pyarrow at the client's versions. Takes precedence over
+        ``azhpc_requirement``.
 
     Returns
     -------
     str
     """
     azhpc_req = azhpc_requirement or _default_azhpc_requirement()
+    if wheel_file is not None:
+        # Batch downloads a start task's resource files into its working folder, where the
+        # command runs; the script does not change folder.
+        azhpc_req = f"./{wheel_file}"
     q = shlex.quote
     lines = [
         "#!/usr/bin/env bash",
@@ -174,7 +188,8 @@ def start_task_script(
         "UV_NO_MODIFY_PATH=1 sh",
         'export UV_PYTHON_INSTALL_DIR="$ROOT/python"',
     ]
-    packages = [azhpc_req, _cloudpickle_requirement()]
+    pins = client_pins() if wheel_file is not None else [_cloudpickle_requirement()]
+    packages = [azhpc_req, *pins]
     if spec.mpi:
         packages.append("mpi4py>=4")
     apt = list(spec.apt_packages)
@@ -371,6 +386,7 @@ def to_batch_pool(
     *,
     azhpc_requirement: str | None = None,
     node_python: str | None = None,
+    wheel: Mapping[str, str] | None = None,
     metadata: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The REST ``PoolAddParameter`` body for ``spec`` (the SDK's ``BatchPoolCreateOptions``).
@@ -381,6 +397,10 @@ def to_batch_pool(
         A validated pool specification.
     azhpc_requirement, node_python
         How the nodes get azhpc (see :func:`start_task_script`).
+    wheel
+        The REST ``ResourceFile`` (``httpUrl``, ``filePath``) of the client's azhpc wheel
+        (:meth:`~azhpc.backends.batch.node_wheel.WheelStager.resource_file`): the start task
+        downloads it and installs azhpc from it (how nodes on Azure get azhpc).
     metadata
         More pool metadata, e.g. :func:`ownership_metadata` (the client adds it when it
         creates the pool).
@@ -423,9 +443,15 @@ def to_batch_pool(
     if spec.inter_node_communication:
         # MPI ranks run as this account: the one Batch sets up SSH between nodes for.
         body["userAccounts"] = [mpi_user_account()]
-    script = start_task_script(spec, azhpc_requirement=azhpc_requirement, node_python=node_python)
+    script = start_task_script(
+        spec,
+        azhpc_requirement=azhpc_requirement,
+        node_python=node_python,
+        wheel_file=wheel["filePath"] if wheel is not None else None,
+    )
     body["startTask"] = {
         "commandLine": start_task_command_line(script),
+        **({"resourceFiles": [dict(wheel)]} if wheel is not None else {}),
         "userIdentity": {"autoUser": {"scope": "pool", "elevationLevel": "admin"}},
         "maxTaskRetryCount": 2,
         "waitForSuccess": True,
