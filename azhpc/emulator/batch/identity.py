@@ -68,6 +68,9 @@ if [ ! -f "$HOME/.ssh/id_rsa" ] || ! cmp -s "$HOME/.ssh/id_rsa" "$root/home/$use
   exit 255
 fi
 export HOME="$root/home/$user" USER="$user" LOGNAME="$user"
+# Each node has its own /tmp (Open MPI keeps its session directory there; daemons of
+# different "nodes" sharing this machine's /tmp race on it).
+mkdir -p "$root/tmp" && export TMPDIR="$root/tmp"
 export SSH_CONNECTION="${AZ_BATCH_MASTER_NODE%%:*} 50022 $host 22"
 cd "$HOME" || exit 255
 exec /bin/bash -c "$*"
