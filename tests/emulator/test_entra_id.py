@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import azhpc
 from azhpc.emulator.batch import BatchEmulator
 from azhpc.emulator.certs import TestCertificates, make_test_certificates
 from azhpc.emulator.tokens import TestAccessToken, TestTokenCredential
@@ -165,3 +166,64 @@ def test_token_emulator_shows_no_token(trusted, token_emulator, caplog):
     for token in good.minted + wrong.minted:
         for part in token.split("."):
             assert part not in text
+
+
+# -- the keyless profile: Azurite with OAuth over HTTPS, user delegation SAS -------------------
+
+
+@pytest.fixture(scope="module")
+def keyless() -> Iterator[Any]:
+    """Azurite (``--oauth basic``, HTTPS) and a token-only Batch emulator; no keys anywhere."""
+    from tests.conftest import batch_available
+    from tests.entra_profile import keyless_profile
+
+    if not batch_available():
+        pytest.skip("needs azure-batch and Azurite (./dev test installs both)")
+    with keyless_profile() as profile:
+        yield profile
+
+
+def test_azurite_oauth_refuses_a_token_for_another_audience(keyless):
+    from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+    from azure.storage.blob import BlobServiceClient
+
+    credential = TestTokenCredential(audience="https://batch.core.windows.net/")
+    with (
+        BlobServiceClient(keyless.azurite.blob_endpoint, credential=credential) as service,
+        pytest.raises((ClientAuthenticationError, HttpResponseError)) as caught,
+    ):
+        service.get_container_client("azhpc").get_container_properties()
+    assert caught.value.status_code in (401, 403)
+
+
+def test_keyless_lake_signs_sas_with_a_user_delegation_key(keyless):
+    import urllib.request
+
+    from azhpc.lake.sas import SasSigner
+
+    with keyless.connect(backend="local", workers=1, progress=False) as session:
+        assert session.settings.account_key is None and session.settings.connection_string is None
+        session.lake.filesystem().pipe_file("/entra/hello.txt", b"hello")
+        signer = SasSigner(session.lake)
+        try:
+            assert "user_delegation_key" in signer._signing()
+            url = signer.blob_url("entra/hello.txt")
+            assert url.startswith(keyless.azurite.blob_endpoint + "/azhpc/")
+            assert "skoid=" in url  # a user delegation SAS names the signing identity
+            with urllib.request.urlopen(url, timeout=30) as response:  # no token: the SAS only
+                assert response.read() == b"hello"
+        finally:
+            signer.close()
+
+
+def add_one(x: int) -> int:
+    return x + 1
+
+
+def test_keyless_profile_runs_jobs_end_to_end(keyless):
+    with (
+        keyless.connect(progress=False) as session,
+        azhpc.Pool("entra", "Standard_D2s_v5", nodes=2, session=session, progress=False) as pool,
+    ):
+        assert pool.map(add_one, range(6), chunksize=1) == [1, 2, 3, 4, 5, 6]
+    assert keyless.batch.request_counts()["Task_AddCollection"] >= 1
