@@ -10,9 +10,10 @@ anything: the lake signs the nodes' SAS with a user delegation key.
 Azurite 3.35 and azure-storage-blob 12.31 disagree on a user delegation SAS: the SDK always
 signs two lines more (signed request headers and query parameters, from service version
 2026-04-06) than Azurite computes, so Azurite refuses every such SAS the SDK makes. While the
-profile is up, :func:`azurite_delegation_sas` stands in for the SDK's ``generate_blob_sas``
-/ ``generate_container_sas`` in this process: the same SAS, signed at service version
-2025-07-05, which both Azurite and Azure accept.
+profile is up, :func:`azurite_delegation_sas` stands in for the SDK's ``generate_blob_sas`` /
+``generate_container_sas`` for user delegation SAS in this process: the same SAS, signed at
+service version 2025-07-05 (the string to sign of Azure's docs for that version), which Azurite
+accepts.
 """
 
 from __future__ import annotations
@@ -45,6 +46,15 @@ def trust_test_ca(certificates: TestCertificates, folder: Path) -> Iterator[Path
 
     bundle = folder / "trusted.pem"
     bundle.write_bytes(Path(certifi.where()).read_bytes() + certificates.ca_file.read_bytes())
+    # aiohttp (adlfs) makes its verifying SSL context once, at import: if an earlier test
+    # imported it, the variables below come too late for it, so it learns the CA directly
+    # (additive; the CA's key is gone with the folder).
+    with contextlib.suppress(ImportError):
+        import aiohttp.connector
+
+        cached = getattr(aiohttp.connector, "_SSL_CONTEXT_VERIFIED", None)
+        if cached is not None:
+            cached.load_verify_locations(cafile=str(certificates.ca_file))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
         patch.setenv("SSL_CERT_FILE", str(bundle))
@@ -140,10 +150,17 @@ def azurite_delegation_sas(
 def _azurite_compatible_sas() -> Iterator[None]:
     import azure.storage.blob
 
+    sdk_blob_sas = azure.storage.blob.generate_blob_sas
+    sdk_container_sas = azure.storage.blob.generate_container_sas
+
     def blob_sas(account_name: str, container_name: str, blob_name: str, **kw: Any) -> str:
+        if kw.get("user_delegation_key") is None:  # an account key: the SDK's SAS is fine
+            return sdk_blob_sas(account_name, container_name, blob_name, **kw)
         return azurite_delegation_sas(account_name, container_name, blob_name, **kw)
 
     def container_sas(account_name: str, container_name: str, **kw: Any) -> str:
+        if kw.get("user_delegation_key") is None:
+            return sdk_container_sas(account_name, container_name, **kw)
         return azurite_delegation_sas(account_name, container_name, None, **kw)
 
     with pytest.MonkeyPatch.context() as patch:
