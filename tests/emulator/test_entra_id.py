@@ -227,3 +227,36 @@ def test_keyless_profile_runs_jobs_end_to_end(keyless):
     ):
         assert pool.map(add_one, range(6), chunksize=1) == [1, 2, 3, 4, 5, 6]
     assert keyless.batch.request_counts()["Task_AddCollection"] >= 1
+
+
+def fails(x: int) -> int:
+    raise RuntimeError(f"task {x} failed on purpose")
+
+
+def test_keyless_profile_shows_no_token_or_delegation_key(keyless, caplog, capsys):
+    from azhpc.lake.sas import SasSigner
+
+    caplog.set_level(logging.DEBUG)
+    credential = RecordingCredential()
+    keyless.credential = credential
+    shown: list[str] = []
+    with keyless.connect(progress=False) as session:
+        signer = SasSigner(session.lake)
+        signer.blob_url("x")  # fetches the user delegation key
+        delegation_key = signer._signing()["user_delegation_key"].value
+        with azhpc.Pool("entra-secrets", "Standard_D2s_v5", nodes=1, session=session) as pool:
+            assert pool.map(add_one, [1], chunksize=1) == [2]
+            with pytest.raises(azhpc.TaskError) as caught:
+                pool.map(fails, [1], chunksize=1)
+            shown += [str(caught.value), repr(caught.value)]
+            shown += [repr(o) for o in (pool, pool.backend, pool.batch_pool, pool.backend.account)]
+        shown += [repr(o) for o in (session, session.lake, session.store, session.settings)]
+        shown += [repr(signer), repr(session.lake.storage_options()), repr(credential)]
+        signer.close()
+    out = capsys.readouterr()
+    shown += [out.out, out.err, caplog.text] + [r.getMessage() for r in caplog.records]
+    text = "\n".join(shown)
+    assert credential.minted
+    for token in credential.minted:
+        assert token.split(".")[1] not in text and token.split(".")[2] not in text
+    assert delegation_key not in text
