@@ -79,6 +79,7 @@ ENVIRONMENT = {
     "profile": "AZHPC_PROFILE",
     "lake_root": "AZHPC_LAKE_ROOT",
     "account_name": "AZHPC_ACCOUNT_NAME",
+    "blob_endpoint": "AZHPC_BLOB_ENDPOINT",
     "container": "AZHPC_CONTAINER",
     "account_key": "AZHPC_ACCOUNT_KEY",
     "connection_string": "AZHPC_CONNECTION_STRING",
@@ -93,7 +94,14 @@ ENVIRONMENT = {
 _LAKE_SETTINGS = {
     "local": ("lake_root",),
     "emulated": ("container",),
-    "azure": ("account_name", "container", "batch_url", "batch_account_name", *SECRET_SETTINGS),
+    "azure": (
+        "account_name",
+        "blob_endpoint",
+        "container",
+        "batch_url",
+        "batch_account_name",
+        *SECRET_SETTINGS,
+    ),
 }
 
 _REDACTED = "***"
@@ -194,6 +202,10 @@ class Settings:
         ``local``: the folder holding the lake (``~`` expanded).
     account_name : str or None
         ``azure``: the storage account.
+    blob_endpoint : str or None
+        ``azure``: the account's Blob endpoint when it is not
+        ``https://<account_name>.blob.core.windows.net`` (a sovereign cloud, a private
+        endpoint, or an emulator such as ``https://127.0.0.1:10000/devstoreaccount1``).
     container : str
         ``emulated``/``azure``: the container (ADLS Gen2 "file system") holding the lake.
     account_key, connection_string, sas_token, credential : Secret or None
@@ -218,6 +230,7 @@ class Settings:
     name: str = "local"
     lake_root: str = DEFAULT_LAKE_ROOT
     account_name: str | None = None
+    blob_endpoint: str | None = None
     container: str = "azhpc"
     account_key: Secret | None = None
     connection_string: Secret | None = None
@@ -234,7 +247,7 @@ class Settings:
         shown = [f"profile={self.profile!r}"]
         if self.name != self.profile:
             shown.append(f"name={self.name!r}")
-        for field in ("lake_root", "account_name", "container", "batch_url"):
+        for field in ("lake_root", "account_name", "blob_endpoint", "container", "batch_url"):
             if field in _LAKE_SETTINGS[self.profile]:
                 shown.append(f"{field}={getattr(self, field)!r}")
         for field in SECRET_SETTINGS:
@@ -349,8 +362,8 @@ def resolve_settings(
         A missing file is no error.
     **arguments
         Settings given explicitly (``None`` means "not given"): ``lake_root``,
-        ``account_name``, ``container``, ``account_key``, ``connection_string``, ``sas_token``,
-        ``credential``, ``workers``, ``slots``.
+        ``account_name``, ``blob_endpoint``, ``container``, ``account_key``,
+        ``connection_string``, ``sas_token``, ``credential``, ``workers``, ``slots``.
 
     Returns
     -------

@@ -17,7 +17,9 @@ from azhpc.backends import register_backend
 #: profile, i.e. the real azure-batch SDK against azhpc's Batch emulator, with Azurite;
 #: "threads": a backend registered from outside azhpc, as a user's package would, see
 #: tests/threads_backend.py).
-BACKENDS = ("local", "debug", "batch", "threads")
+#: "entra" is the Batch backend on a keyless azure profile (tests/entra_profile.py): HTTPS
+#: emulators, Entra ID tokens only, user delegation SAS.
+BACKENDS = ("local", "debug", "batch", "threads", "entra")
 
 #: The live tests (tests/live: real pools, real money) run only when asked for by path
 #: (`./dev test-live`, or `pytest tests/live`), never with the rest of the suite.
@@ -73,14 +75,38 @@ def batch_session() -> Iterator[azhpc.Session]:
         yield s
 
 
+@pytest.fixture(scope="session")
+def entra_session() -> Iterator[azhpc.Session]:
+    """One keyless ``azure`` session (no key anywhere: Entra ID tokens over HTTPS to Azurite
+    and the Batch emulator) on a 2-node pool with 2 slots each, shared like ``batch_session``."""
+    if not batch_available():
+        pytest.skip("the Batch backend needs azure-batch and Azurite (./dev test installs both)")
+    pytest.importorskip("cryptography")
+    from tests.entra_profile import keyless_profile
+
+    with (
+        keyless_profile() as profile,
+        profile.connect(progress=False) as parent,
+        azhpc.Pool(
+            "azhpc-entra",
+            "Standard_D2s_v5",
+            nodes=2,
+            task_slots_per_node=2,
+            session=parent,
+            progress=False,
+        ) as pool,
+    ):
+        yield pool
+
+
 @pytest.fixture(params=BACKENDS)
 def session(request: pytest.FixtureRequest) -> Iterator[azhpc.Session]:
     """A session on each backend (2 local workers, or 2 Batch nodes), closed after the test
     (the Batch session is shared: it is made the default again for each test)."""
-    if request.param == "batch":
+    if request.param in ("batch", "entra"):
         from azhpc.session import _make_default
 
-        s = request.getfixturevalue("batch_session")
+        s = request.getfixturevalue(f"{request.param}_session")
         _make_default(s)
         yield s
         return

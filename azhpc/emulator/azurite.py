@@ -24,12 +24,14 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from azhpc.core import at_exit
 from azhpc.errors import AzhpcError, AzuriteNotFoundError, AzuriteStartError
@@ -185,6 +187,10 @@ class Azurite:
         Port; 0 (default) lets the system pick a free one.
     start_timeout
         Seconds to wait for Azurite to answer before giving up.
+    certificates
+        :class:`~azhpc.emulator.certs.TestCertificates`: serve HTTPS with its server
+        certificate and accept Microsoft Entra ID bearer tokens (``--oauth basic``: issuer,
+        audience and lifetime are checked, not the signature). Clients must trust its CA.
 
     Attributes
     ----------
@@ -201,8 +207,10 @@ class Azurite:
         host: str = "127.0.0.1",
         port: int = 0,
         start_timeout: float = 60.0,
+        certificates: Any = None,
     ) -> None:
         self.executable = executable
+        self.certificates = certificates
         self.host = host
         self.requested_port = port
         self.start_timeout = start_timeout
@@ -251,10 +259,15 @@ class Azurite:
 
     @property
     def blob_endpoint(self) -> str:
-        """``http://127.0.0.1:PORT/devstoreaccount1``."""
+        """``http://127.0.0.1:PORT/devstoreaccount1`` (``https://`` with certificates)."""
         if self.port is None:
             raise AzhpcError("Azurite is not running; call start() first")
-        return f"http://{self.host}:{self.port}/{self.account_name}"
+        return f"{self.scheme}://{self.host}:{self.port}/{self.account_name}"
+
+    @property
+    def scheme(self) -> str:
+        """``https`` with certificates (and OAuth), else ``http``."""
+        return "https" if self.certificates is not None else "http"
 
     @property
     def connection_string(self) -> str:
@@ -264,7 +277,7 @@ class Azurite:
     def connection_string_with_key(self, account_key: str) -> str:
         """The connection string with another account key (tests of bad credentials use this)."""
         return (
-            f"DefaultEndpointsProtocol=http;AccountName={self.account_name};"
+            f"DefaultEndpointsProtocol={self.scheme};AccountName={self.account_name};"
             f"AccountKey={account_key};BlobEndpoint={self.blob_endpoint};"
         )
 
@@ -298,6 +311,12 @@ class Azurite:
                 "--silent",
                 "--disableTelemetry",
             ]  # fmt: skip
+            if self.certificates is not None:
+                command += [
+                    "--cert", str(self.certificates.cert_file),
+                    "--key", str(self.certificates.key_file),
+                    "--oauth", "basic",
+                ]  # fmt: skip
             # Azurite refuses --location with in-memory persistence; the workspace is its cwd.
             self._workspace = tempfile.mkdtemp(prefix="azhpc-azurite-")
             self._output.clear()
@@ -349,7 +368,14 @@ class Azurite:
             raise AzuriteStartError(self._failure("did not report a listening port"))
         while True:
             try:
-                connection = http.client.HTTPConnection(self.host, self.port, timeout=2)
+                connection: http.client.HTTPConnection
+                if self.certificates is not None:
+                    context = ssl.create_default_context(cafile=str(self.certificates.ca_file))
+                    connection = http.client.HTTPSConnection(
+                        self.host, self.port, timeout=2, context=context
+                    )
+                else:
+                    connection = http.client.HTTPConnection(self.host, self.port, timeout=2)
                 try:
                     connection.request("GET", f"/{self.account_name}?comp=list")
                     connection.getresponse().read()

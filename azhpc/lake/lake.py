@@ -198,6 +198,8 @@ class Lake:
         if s.connection_string is not None:
             return {"connection_string": s.connection_string.reveal()}
         options: dict[str, Any] = {"account_name": s.account_name}
+        if s.blob_endpoint:  # adlfs addresses the account as https://{account_host}
+            options["account_host"] = s.blob_endpoint.split("//", 1)[-1].rstrip("/")
         if s.credential is not None:
             options["credential"] = _async_credential(s.credential.reveal())
         elif s.account_key is not None:

@@ -132,8 +132,10 @@ async def _dfs_rename(lake: Lake, source: str, target: str, is_dir: bool) -> Non
             credential = options["sas_token"].lstrip("?")
         if credential is None:
             credential = fs.credential  # adlfs's DefaultAzureCredential
+        # the blob endpoint's DFS twin (blob_endpoint, when set, is adlfs's account_host)
+        host = options.get("account_host") or f"{options['account_name']}.blob.core.windows.net"
         client = DataLakeServiceClient(
-            f"https://{options['account_name']}.dfs.core.windows.net", credential=credential
+            "https://" + host.replace(".blob.", ".dfs.", 1), credential=credential
         )
     new_name = f"{container}/{relative(target)}"
     try:

@@ -91,7 +91,10 @@ class SasSigner:
                 )
             else:
                 settings = self._lake.settings
-                url = f"https://{settings.account_name}.blob.core.windows.net"
+                url = (
+                    settings.blob_endpoint
+                    or f"https://{settings.account_name}.blob.core.windows.net"
+                )
                 if settings.account_key is not None:
                     credential: Any = {
                         "account_name": settings.account_name,

@@ -69,7 +69,7 @@ class BatchAccount:
     @property
     def emulated(self) -> bool:
         """Whether the service is azhpc's Batch emulator."""
-        return self.emulator is not None or self.url.startswith("http://127.0.0.1")
+        return self.emulator is not None or self.url.split("//", 1)[-1].startswith("127.0.0.1:")
 
     def client(self) -> Any:
         """The account's ``azure.batch.BatchClient`` (made once)."""
@@ -152,6 +152,13 @@ def call_batch(account: BatchAccount, what: str, call: Callable[[], T]) -> T:
             f"Batch could not {what}: {code or status}: {first_line}", code=code
         ) from None  # SDK errors can quote SAS URLs: not chained
     except ServiceRequestError as error:
+        if "CERTIFICATE_VERIFY_FAILED" in str(error):
+            raise BatchUnreachableError(
+                f"the TLS certificate of the Batch account {account.account_name!r} at "
+                f"{account.url} is not trusted (trying to {what}): its certificate authority "
+                "is not in this machine's trust store; for a private or test CA set "
+                "REQUESTS_CA_BUNDLE and SSL_CERT_FILE to its PEM file"
+            ) from None  # SDK errors can quote SAS URLs: not chained
         raise BatchUnreachableError(
             f"cannot reach the Batch account {account.account_name!r} at {account.url} to "
             f"{what} ({type(error).__name__}); check the network and the account URL"

@@ -1,4 +1,5 @@
-"""Batch SharedKey authentication, checked the way the Batch service checks it.
+"""Batch authentication, checked the way the Batch service checks it: SharedKey, or
+Microsoft Entra ID bearer tokens (:func:`check_bearer`) on an account without shared keys.
 
 The string to sign (``azure.batch._patch.BatchSharedKeyAuthPolicy``, and the Batch REST
 docs "Authenticate requests to the Azure Batch service")::
@@ -22,10 +23,12 @@ import hashlib
 import hmac
 import urllib.parse
 from collections.abc import Mapping
+from typing import Any
 
 from azhpc.emulator.batch.model import ApiError
+from azhpc.emulator.tokens import BATCH_AUDIENCES, TokenError, read_token
 
-__all__ = ["check_shared_key", "string_to_sign"]
+__all__ = ["check_bearer", "check_shared_key", "string_to_sign"]
 
 _SIGNED_HEADERS = (
     "content-encoding",
@@ -94,3 +97,31 @@ def check_shared_key(
     ).digest()
     if not hmac.compare_digest(base64.b64encode(digest).decode(), signature):
         raise _fail("The MAC signature found in the HTTP request is not the same as any computed.")
+
+
+def check_bearer(headers: Mapping[str, str], signing_key: bytes | None = None) -> dict[str, Any]:
+    """Accept an ``Authorization: Bearer <jwt>`` for Batch; return its claims.
+
+    SharedKey is refused, as by an account whose ``allowedAuthenticationModes`` leave it
+    out. Error details never quote the token.
+
+    Raises
+    ------
+    ApiError
+        401 ``AuthenticationFailed``: SharedKey, no bearer token, or a token
+        :func:`~azhpc.emulator.tokens.read_token` refuses (audience, issuer, lifetime,
+        signature).
+    """
+    authorization = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+    scheme, _, token = authorization.partition(" ")
+    if scheme == "SharedKey":
+        raise _fail(
+            "SharedKey authentication is not allowed on this account: its allowed "
+            "authentication modes are Microsoft Entra ID (AAD) only."
+        )
+    if scheme != "Bearer" or not token:
+        raise _fail("The Authorization header is missing or is not a Bearer token.")
+    try:
+        return read_token(token, BATCH_AUDIENCES, signing_key)
+    except TokenError as error:
+        raise _fail(str(error)) from None

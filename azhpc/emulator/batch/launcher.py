@@ -19,6 +19,7 @@ import base64
 import json
 import secrets
 import shutil
+import ssl
 import tempfile
 import threading
 import urllib.request
@@ -61,11 +62,22 @@ class BatchEmulator:
         Folder for the nodes' files; default: a temporary folder removed on ``stop()``.
     timings
         :class:`~azhpc.emulator.batch.runner.Timings` (node boot, preemption, deletion delays).
+    certificates
+        :class:`~azhpc.emulator.certs.TestCertificates`: serve HTTPS with its server
+        certificate (clients must trust its CA); ``None`` (default): plain HTTP.
+    auth
+        ``"sharedkey"`` (default) or ``"token"``: Microsoft Entra ID bearer tokens only
+        (audience ``https://batch.core.windows.net/``), SharedKey refused, as on an account
+        with shared keys disabled.
+    token_signing_key
+        In token mode, also check each token's HMAC signature with this key (the
+        :class:`~azhpc.emulator.tokens.TestTokenCredential`'s ``signing_key``).
 
     Attributes
     ----------
     url : str
-        ``http://127.0.0.1:PORT`` (the Batch account endpoint), once started.
+        ``http://127.0.0.1:PORT`` (``https://`` with certificates), the account endpoint,
+        once started.
     """
 
     def __init__(
@@ -77,7 +89,12 @@ class BatchEmulator:
         port: int = 0,
         root: str | Path | None = None,
         timings: Any = None,
+        certificates: Any = None,
+        auth: str = "sharedkey",
+        token_signing_key: bytes | None = None,
     ) -> None:
+        if auth not in ("sharedkey", "token"):
+            raise ValueError(f"auth must be 'sharedkey' or 'token', not {auth!r}")
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError(f"the Batch emulator listens on loopback only, not {host!r}")
         self.account_name = account_name
@@ -86,6 +103,9 @@ class BatchEmulator:
         self.requested_port = port
         self.root_arg = root
         self.timings = timings
+        self.certificates = certificates
+        self.auth = auth
+        self._token_signing_key = token_signing_key
         self.port: int | None = None
         self.root: Path | None = None
         self._owns_root = False
@@ -129,7 +149,8 @@ class BatchEmulator:
         """The account endpoint, ``http://127.0.0.1:PORT``."""
         if self.port is None:
             raise BatchEmulatorError("the Batch emulator is not started")
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.certificates is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     def start(self) -> BatchEmulator:
         """Listen on the loopback port and start the scheduler; returns ``self``.
@@ -149,6 +170,9 @@ class BatchEmulator:
                     self.account_key,
                     POOL_ROUTES + NODE_FILE_ROUTES + JOB_ROUTES,
                     CONTROL_ROUTES,
+                    tls=self.certificates.server_context() if self.certificates else None,
+                    token_auth=self.auth == "token",
+                    token_signing_key=self._token_signing_key,
                 )
             except OSError as e:
                 raise BatchEmulatorError(
@@ -203,7 +227,10 @@ class BatchEmulator:
             headers={"Content-Type": "application/json"},
         )
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
+            context = None
+            if self.certificates is not None:
+                context = ssl.create_default_context(cafile=str(self.certificates.ca_file))
+            with urllib.request.urlopen(request, timeout=30, context=context) as response:
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as e:
             detail = json.loads(e.read() or b"{}")

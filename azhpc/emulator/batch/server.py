@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import threading
 import urllib.parse
 import uuid
@@ -25,7 +26,7 @@ from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from azhpc.emulator.batch.auth import check_shared_key
+from azhpc.emulator.batch.auth import check_bearer, check_shared_key
 from azhpc.emulator.batch.model import ApiError, Store, utcnow
 from azhpc.emulator.batch.runner import Engine
 
@@ -196,6 +197,21 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    def setup(self) -> None:
+        self.tls_failed = False
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(30)
+            try:
+                self.request.do_handshake()
+            except (ssl.SSLError, OSError):  # an untrusting client hung up: nothing to answer
+                self.tls_failed = True
+            self.request.settimeout(None)
+        super().setup()
+
+    def handle(self) -> None:
+        if not self.tls_failed:
+            super().handle()
+
     def _handle(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
@@ -218,9 +234,12 @@ class _Handler(BaseHTTPRequestHandler):
             if operation is not None:
                 with service.store.lock:
                     service.store.request_counts[route.operation] += 1
-                check_shared_key(
-                    self.command, self.path, headers, service.account_name, srv.account_key
-                )
+                if srv.token_auth:
+                    check_bearer(headers, srv.token_signing_key)
+                else:
+                    check_shared_key(
+                        self.command, self.path, headers, service.account_name, srv.account_key
+                    )
                 if not query.get("api-version"):
                     raise ApiError(
                         400,
@@ -306,7 +325,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class BatchHTTPServer(ThreadingHTTPServer):
-    """The emulator's HTTP server; ``service`` holds the state, ``routes`` the REST surface."""
+    """The emulator's HTTP server; ``service`` holds the state, ``routes`` the REST surface.
+
+    With ``tls`` (a server :class:`ssl.SSLContext`) it serves HTTPS; the TLS handshake runs
+    in the request's thread, so a client that fails it holds up no one. With
+    ``token_auth`` the Batch namespace wants Entra ID bearer tokens and refuses SharedKey
+    (``token_signing_key``: check their HMAC signature too).
+    """
 
     daemon_threads = True
     allow_reuse_address = True
@@ -317,8 +342,19 @@ class BatchHTTPServer(ThreadingHTTPServer):
         account_key: str,
         routes: list[Route],
         control_routes: list[Route],
+        *,
+        tls: ssl.SSLContext | None = None,
+        token_auth: bool = False,
+        token_signing_key: bytes | None = None,
     ) -> None:
         super().__init__(address, _Handler)
+        if tls is not None:
+            self.socket = tls.wrap_socket(
+                self.socket, server_side=True, do_handshake_on_connect=False
+            )
+        self.tls = tls
+        self.token_auth = token_auth
+        self.token_signing_key = token_signing_key
         self.account_key = account_key
         self.routes = routes
         self.control_routes = control_routes
