@@ -42,6 +42,10 @@ def batch_available() -> bool:
     return True
 
 
+#: The run's private azhpc home (lake, keys, state), removed when the run ends.
+_TEST_HOME = pytest.StashKey[Path]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Keep the test run away from the user's own azhpc state, process-wide (sessions opened by
     module-scoped fixtures and subprocesses included): a private lake folder, key ring, no
@@ -53,6 +57,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # The live tests (tests/live) read the user's own config file: keep where it is.
     os.environ.setdefault("AZHPC_LIVE_CONFIG", str(config_path()))
     home = Path(tempfile.mkdtemp(prefix="azhpc-tests-"))
+    config.stash[_TEST_HOME] = home
     os.environ["AZHPC_LAKE_ROOT"] = str(home / "lake")
     os.environ["AZHPC_KEY_DIR"] = str(home / "keys")
     os.environ["AZHPC_CONFIG"] = str(home / "no-config.toml")
@@ -63,6 +68,19 @@ def pytest_configure(config: pytest.Config) -> None:
     from tests.contract.plugin import ContractPlugin
 
     config.pluginmanager.register(ContractPlugin(), "batch-rest-contract")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Close what is still open (sessions, emulators), then remove the run's private home."""
+    import shutil
+
+    from azhpc.core import at_exit
+
+    home = config.stash.get(_TEST_HOME, None)
+    if home is None:
+        return
+    at_exit.release_all()
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
