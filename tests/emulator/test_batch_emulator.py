@@ -83,6 +83,8 @@ def test_pool_autoscale_formula_sets_targets(client: Any) -> None:
             id="auto", vm_size="standard_d2s_v3", target_dedicated_nodes=0
         )
     )
+    # not while the pool's first sizing is in progress (see the next test)
+    wait_until(lambda: client.get_pool("auto").allocation_state == "steady", timeout=10)
     client.enable_pool_auto_scale(
         "auto",
         models.BatchPoolEnableAutoScaleOptions(
@@ -787,3 +789,46 @@ def test_ssh_between_nodes_only_for_a_pool_account_with_a_key(
     assert [line[0] for line in lines] == ["azhpc"] * 3
     assert sorted(line[-2] for line in lines) == sorted(nodes)  # SSH_CONNECTION's server
     assert all(line[1].endswith(f"/{nodes[line[-2]]}/home/azhpc") for line in lines)
+
+
+def test_resize_and_enable_autoscale_follow_batchs_rules() -> None:
+    """Pools_ResizePool: "If the Pool is already resizing, the request fails with status code
+    409"; Pools_EnablePoolAutoScale: not while a resize is in progress, and "not ... more than
+    once every 30 seconds" (503 TooManyEnableAutoScaleRequests, Batch's error code table)."""
+    from azure.batch import BatchClient
+    from azure.core.credentials import AzureNamedKeyCredential
+    from azure.core.exceptions import HttpResponseError
+
+    from azhpc.emulator.batch.runner import Timings
+
+    # VM allocation takes a minute and the service's clock runs at real speed: the pool stays
+    # resizing, and 30 s between two enable requests are 30 real seconds.
+    timings = Timings(allocate=60.0, autoscale_minute=60.0)
+    with BatchEmulator(timings=timings) as emulator:
+        credential = AzureNamedKeyCredential(emulator.account_name, emulator.account_key)
+        client = BatchClient(endpoint=emulator.url, credential=credential)
+        client.create_pool(
+            models.BatchPoolCreateOptions(
+                id="r", vm_size="standard_d2s_v3", target_dedicated_nodes=1
+            )
+        )
+        assert client.get_pool("r").allocation_state == "resizing"
+        with pytest.raises(HttpResponseError) as resizing:
+            client.begin_resize_pool(
+                "r", models.BatchPoolResizeOptions(target_dedicated_nodes=2), polling_interval=0
+            ).result()
+        assert (resizing.value.status_code, resizing.value.error.code) == (409, "PoolBeingResized")
+        formula = models.BatchPoolEnableAutoScaleOptions(
+            auto_scale_formula="$TargetDedicatedNodes = 0;"
+        )
+        with pytest.raises(HttpResponseError) as enabling:
+            client.enable_pool_auto_scale("r", formula)
+        assert (enabling.value.status_code, enabling.value.error.code) == (409, "PoolBeingResized")
+        client.begin_stop_pool_resize("r", polling_interval=0.05).result()
+        client.enable_pool_auto_scale("r", formula)
+        with pytest.raises(HttpResponseError) as again:
+            client.enable_pool_auto_scale("r", formula)
+        assert (again.value.status_code, again.value.error.code) == (
+            503,
+            "TooManyEnableAutoScaleRequests",
+        )

@@ -270,6 +270,8 @@ class Pool(_Resource):
     fail_start_task_nodes: set[str] | None = field(default_factory=set)
     node_counter: int = 0
     resize_generation: int = 0
+    #: ``time.monotonic()`` of the last accepted Pool_EnableAutoScale request.
+    last_enable_auto_scale: float | None = None
 
     @property
     def vm_size(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from typing import Any
 
 from azhpc.emulator.batch import odata
@@ -16,6 +17,8 @@ from azhpc.emulator.batch.server import Request, Response, Route, Service, resou
 
 __all__ = ["ROUTES", "add_pool"]
 
+#: Pools_EnablePoolAutoScale: at most one call per pool in this many seconds (service clock).
+ENABLE_AUTOSCALE_SECONDS = 30.0
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 #: VM sizes Azure has retired, by lower-cased name, with their retirement day. Batch refuses
@@ -194,6 +197,7 @@ def resize_pool(service: Service, request: Request) -> Response:
                 "AutoScalingEnabled",
                 "The specified pool has autoscale enabled; it cannot be resized manually.",
             )
+        _refuse_while_resizing(pool)
         dedicated = (
             _count(body, "targetDedicatedNodes")
             if "targetDedicatedNodes" in body
@@ -206,6 +210,14 @@ def resize_pool(service: Service, request: Request) -> Response:
         )
         service.engine.resize(pool, dedicated, low)
         return Response(202, headers=resource_headers(pool))
+
+
+def _refuse_while_resizing(pool: Pool) -> None:
+    """Pools_ResizePool: "If the Pool is already resizing, the request fails with status code
+    409" (Batch's error code table: ``PoolBeingResized``, "The specified pool is being
+    resized"); Pools_EnablePoolAutoScale refuses the same."""
+    if pool.allocation_state == AllocationState.RESIZING:
+        raise ApiError(409, "PoolBeingResized", "The specified pool is being resized.")
 
 
 def stop_resize(service: Service, request: Request) -> Response:
@@ -223,6 +235,21 @@ def enable_autoscale(service: Service, request: Request) -> Response:
     body = request.json()
     with service.store.lock:
         pool = _active_pool(service, request.args["poolId"])
+        # Pools_EnablePoolAutoScale: "You cannot enable automatic scaling on a Pool if a resize
+        # operation is in progress on the Pool ... You cannot call this API for the same Pool
+        # more than once every 30 seconds" (30 s of the service's clock, which runs fast).
+        now = time.monotonic()
+        last = pool.last_enable_auto_scale
+        if (
+            last is not None
+            and now - last < ENABLE_AUTOSCALE_SECONDS * service.engine.autoscale.minute / 60
+        ):
+            raise ApiError(
+                503,
+                "TooManyEnableAutoScaleRequests",
+                "Too many Enable Pool AutoScale requests are issued on the pool.",
+            )
+        _refuse_while_resizing(pool)
         # Pool_EnableAutoScale (the formula page, "Enable autoscaling on an existing pool"): a
         # pool without autoscale needs a formula; one with it keeps what the request omits.
         text = body.get("autoScaleFormula") or (
@@ -240,6 +267,7 @@ def enable_autoscale(service: Service, request: Request) -> Response:
         )
         interval = evaluation_interval(given)  # 15 minutes when not given
         pool.enable_auto_scale = True
+        pool.last_enable_auto_scale = now
         pool.auto_scale_formula = text
         pool.spec["autoScaleEvaluationInterval"] = given or "PT15M"
         pool.touch()
