@@ -53,6 +53,25 @@ def emulated() -> Iterator[azhpc.Session]:
         yield session
 
 
+@pytest.fixture(scope="module")
+def stager(emulated) -> Iterator[Any]:
+    """Stages the client's azhpc wheel in the emulated session's lake, for the pools these
+    tests make with ``BatchPool`` directly (their nodes install it, as Azure's do)."""
+    from azhpc.backends.batch.node_wheel import WheelStager
+    from azhpc.lake.sas import SasSigner
+
+    signer = SasSigner(emulated.lake)
+    try:
+        yield WheelStager(emulated.lake.filesystem(), signer, root="/.azhpc")
+    finally:
+        signer.close()
+
+
+def staged(pool: BatchPool, stager: Any) -> BatchPool:
+    pool.wheel_stager = stager
+    return pool
+
+
 def batch_error(call: Any) -> Any:
     from azure.core.exceptions import HttpResponseError
 
@@ -120,15 +139,15 @@ def test_emulator_refuses_writes_to_a_pool_being_deleted(slow_account) -> None:
     wait_until(lambda: "going" not in [p.id for p in client.list_pools()], what="pool gone")
 
 
-def test_rerun_waits_for_a_pool_being_deleted_then_creates_it_again(slow_account) -> None:
+def test_rerun_waits_for_a_pool_being_deleted_then_creates_it_again(slow_account, stager) -> None:
     spec = PoolSpec("rerun", "Standard_D2s_v5", nodes=1)
-    first = BatchPool(slow_account, spec, show=False)
+    first = staged(BatchPool(slow_account, spec, show=False), stager)
     first.ensure()
     client = slow_account.client()
     # The pool is being deleted (on Azure that takes minutes; a notebook cell runs again).
     client.begin_delete_pool("rerun", polling_interval=SLOW_DELETE * 4)
     assert client.get_pool("rerun").state == "deleting"
-    again = BatchPool(slow_account, spec, show=False)
+    again = staged(BatchPool(slow_account, spec, show=False), stager)
     try:
         again.ensure()
         assert again.created, "adopted the pool that was being deleted"
@@ -139,13 +158,17 @@ def test_rerun_waits_for_a_pool_being_deleted_then_creates_it_again(slow_account
     assert not again.exists()
 
 
-def test_create_refused_as_being_deleted_waits_and_retries(slow_account, monkeypatch) -> None:
+def test_create_refused_as_being_deleted_waits_and_retries(
+    slow_account, stager, monkeypatch
+) -> None:
     """The pool is deleted between the client's look and its Pool_Add (another client, or
     Azure still finishing): the 409 PoolBeingDeleted is waited out, then the pool created."""
     client = slow_account.client()
     client.create_pool(raw_pool("raced", nodes=1))
     client.begin_delete_pool("raced", polling_interval=SLOW_DELETE * 4)
-    pool = BatchPool(slow_account, PoolSpec("raced", "Standard_D2s_v5", nodes=1), show=False)
+    pool = staged(
+        BatchPool(slow_account, PoolSpec("raced", "Standard_D2s_v5", nodes=1), show=False), stager
+    )
     missed = [None]  # the first look misses the deletion; later ones are real
     real_state = BatchPool.pool_state
     monkeypatch.setattr(pool, "pool_state", lambda: missed.pop() if missed else real_state(pool))
@@ -156,9 +179,11 @@ def test_create_refused_as_being_deleted_waits_and_retries(slow_account, monkeyp
         pool.release()
 
 
-def test_delete_pauses_between_polls(slow_account) -> None:
+def test_delete_pauses_between_polls(slow_account, stager) -> None:
     emulator = slow_account.emulator
-    pool = BatchPool(slow_account, PoolSpec("polled", "Standard_D2s_v5", nodes=1), show=False)
+    pool = staged(
+        BatchPool(slow_account, PoolSpec("polled", "Standard_D2s_v5", nodes=1), show=False), stager
+    )
     pool.ensure()
     emulator.reset_request_counts()
     pool.delete()
@@ -188,8 +213,10 @@ def test_delete_on_azure_pauses_seconds_between_polls() -> None:
     assert call.get("polling_interval", 5) >= 5, f"polls every {call['polling_interval']} s"
 
 
-def test_deleting_a_pool_already_being_deleted_is_fine(slow_account) -> None:
-    pool = BatchPool(slow_account, PoolSpec("twice", "Standard_D2s_v5", nodes=1), show=False)
+def test_deleting_a_pool_already_being_deleted_is_fine(slow_account, stager) -> None:
+    pool = staged(
+        BatchPool(slow_account, PoolSpec("twice", "Standard_D2s_v5", nodes=1), show=False), stager
+    )
     pool.ensure()
     slow_account.client().begin_delete_pool("twice", polling_interval=SLOW_DELETE * 4)
     pool.delete()  # 409 PoolBeingDeleted from the service: the pool goes anyway

@@ -85,7 +85,7 @@ def test_start_task_installs_python_azhpc_and_requirements(tmp_path) -> None:
     body = to_batch_pool(spec, azhpc_requirement="azhpc==9.9")
     script = decoded_script(body)
     assert script == start_task_script(spec, azhpc_requirement="azhpc==9.9")
-    assert 'uv" venv --seed --python 3.12' in script
+    assert 'uv" venv --clear --python 3.12' in script  # afresh when the start task reruns
     assert "azhpc==9.9" in script and "'numpy>=1.26'" in script and "scikit-learn" in script
     assert "cloudpickle" in script and "environment.json" in script
     assert body["startTask"]["commandLine"].startswith("/bin/bash -c '")
@@ -143,7 +143,8 @@ def test_start_task_apt_get_waits_for_the_dpkg_lock() -> None:
 @pytest.mark.parametrize("kind", ["list", "environment.yml"])
 def test_node_environment_has_pip_for_run_on_pool_requirements(tmp_path, kind: str) -> None:
     """run_on_pool(requirements=...) runs `python -m pip` with the node's interpreter, so the
-    environment the start task makes must contain pip (`uv venv` alone does not install it)."""
+    environment the start task makes must contain pip (`uv venv` alone does not install it).
+    tests/apps/test_run_on_pool.py runs it on the emulator's clean nodes."""
     import inspect
 
     from azhpc.backends.batch import node_command
@@ -158,7 +159,8 @@ def test_node_environment_has_pip_for_run_on_pool_requirements(tmp_path, kind: s
     creates = [line for line in commands if " venv " in line or " create " in line]
     assert len(creates) == 1, creates
     if kind == "list":
-        assert " venv --seed " in creates[0]  # uv venv --seed installs pip
+        (install,) = [line for line in commands if " pip install " in line]
+        assert " pip " in install.split("--python", 1)[1]  # pip among the packages installed
     else:
         assert creates[0].split()[-1] == "pip"  # micromamba create ... pip
 

@@ -176,8 +176,9 @@ class BatchBackend(Backend):
         self._owned = list(owned)
         self._signer = SasSigner(lake)
         self._bodies = TaskBodies(self._signer, store, pool)
-        if pool is not None and not account.emulated and pool.wheel_stager is None:
-            # The nodes of a real account install the client's azhpc from the lake. The
+        if pool is not None and pool.wheel_stager is None:
+            # The nodes install the client's azhpc from the lake (the emulator's too: they are
+            # clean machines, emulator/batch/node_image.py). The
             # signer's SAS lives as long as it allows (DEFAULT_LIFETIME): nodes joining the
             # pool later download the wheel with the URL given at its creation.
             pool.wheel_stager = WheelStager(store.fs, self._signer, root=store.root)

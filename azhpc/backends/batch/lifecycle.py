@@ -231,21 +231,19 @@ class BatchPool:
         return self._call(f"check for pool {self.pool_id!r}", state)  # type: ignore[no-any-return]
 
     def _node_setup(self) -> dict[str, Any]:
-        """How the start task gets azhpc: the emulator's nodes (folders on this machine) use
-        the client's interpreter; a real account's install the client's wheel from the lake.
+        """How the start task gets azhpc: every node (on Azure and on the emulator alike)
+        installs the client's wheel from the lake.
 
         Raises
         ------
         ConfigError
-            A pool of a real account with no :attr:`wheel_stager` (no lake to stage it in).
+            A pool with no :attr:`wheel_stager` (no lake to stage it in).
         """
-        if self.account.emulated:
-            return {"node_python": sys.executable}
         if self.wheel_stager is None:
             raise ConfigError(
                 f"pool {self.pool_id!r}: its nodes install the client's azhpc from the lake, "
                 "and this pool has none; create it through a session (azhpc.Pool or "
-                "azhpc.connect) on the azure profile"
+                "azhpc.connect) on the emulated or azure profile"
             )
         return {"wheel": self.wheel_stager.resource_file()}
 
@@ -569,19 +567,22 @@ class BatchPool:
             node = self._call(
                 f"get node {node_id!r}", lambda: client.get_node(self.pool_id, node_id)
             )
-            info = node.start_task_info
-            why = "start task failed"
-            if info is not None and info.failure_info is not None:
-                why = f"start task {info.failure_info.code}: {info.failure_info.message}"
-                if info.exit_code is not None:
-                    why += f" (exit code {info.exit_code})"
+        except Exception as error:  # the reason is a courtesy: never hide the real error
+            return f"(could not read why: {type(error).__name__})"
+        info = node.start_task_info
+        why = "start task failed"
+        if info is not None and info.failure_info is not None:
+            why = f"start task {info.failure_info.code}: {info.failure_info.message}"
+            if info.exit_code is not None:
+                why += f" (exit code {info.exit_code})"
+        try:
             stderr = b"".join(
                 client.download_node_file(self.pool_id, node_id, "startup/stderr.txt")
             )
-            tail = stderr[-600:].decode(errors="replace").strip()
-            return f"{why}; stderr ends: {tail}" if tail else why
-        except Exception as error:  # the reason is a courtesy: never hide the real error
-            return f"(could not read why: {type(error).__name__})"
+        except Exception:  # none when the task never ran (a resource file it could not fetch)
+            return why
+        tail = stderr[-600:].decode(errors="replace").strip()
+        return f"{why}; stderr ends: {tail}" if tail else why
 
     def _read_environment(self, nodes: list[str]) -> dict[str, Any]:
         path = f"shared/{ENVIRONMENT_RECORD}"

@@ -41,8 +41,10 @@ __all__ = [
 ]
 
 #: Packages the nodes get at exactly the client's version (those installed on the client):
-#: payloads are pickled here and unpickled there, frames and arrays included.
-PINNED_PACKAGES = ("cloudpickle", "numpy", "pandas", "pyarrow")
+#: payloads are pickled here and unpickled there, frames and arrays included; tasks read the
+#: lake as the client does (``abfs://`` URLs: fsspec and adlfs); the ``azhpc`` joblib
+#: backend's calls are joblib objects.
+PINNED_PACKAGES = ("cloudpickle", "numpy", "pandas", "pyarrow", "fsspec", "adlfs", "joblib")
 #: Where wheels are staged, under the job store's root (``/.azhpc``) in the lake.
 WHEELS_FOLDER = "wheels"
 #: Zip timestamp of every entry (the earliest a zip can hold), so the bytes do not depend on

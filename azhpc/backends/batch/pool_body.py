@@ -138,7 +138,6 @@ def start_task_script(
     spec: PoolSpec,
     *,
     azhpc_requirement: str | None = None,
-    node_python: str | None = None,
     wheel_file: str | None = None,
 ) -> str:
     """The bash script the start task runs on each node as it joins the pool.
@@ -155,10 +154,6 @@ def start_task_script(
     azhpc_requirement
         How pip finds azhpc on the node (default ``azhpc==<this version>``; a wheel URL with
         a read-only SAS works too).
-    node_python
-        An interpreter that already has azhpc and the requirements on every node (the Batch
-        emulator's nodes are folders on this machine, so they use the client's own
-        interpreter and install nothing). The environment is still recorded the same way.
     wheel_file
         The client's azhpc wheel (:mod:`~azhpc.backends.batch.node_wheel`), a resource file of
         the start task in its working folder: installed from there, with cloudpickle, numpy,
@@ -196,7 +191,7 @@ def start_task_script(
     if spec.mpi and not spec.image.is_hpc:  # HPC images ship their MPI libraries
         apt += [p for p in ("openmpi-bin", "libopenmpi-dev") if p not in apt]
     system: list[str] = []
-    if apt and node_python is None:
+    if apt:
         # At first boot unattended-upgrades can hold the dpkg lock, and apt-get (unlike apt)
         # fails at once; `-o DPkg::Lock::Timeout=N` makes it wait up to N seconds (apt >= 1.9.11;
         # Ubuntu 22.04 has 2.4; see "Waiting for apt locks without the hacky bash scripts",
@@ -208,24 +203,11 @@ def start_task_script(
             f"{apt_get} update -qq",
             f"{apt_get} install -y -qq --no-install-recommends {' '.join(q(p) for p in apt)}",
         ]
-    elif apt:
-        system = [
-            f"# 0. system packages ({' '.join(apt)}): not installed on emulated nodes, which are "
-            "this machine"
-        ]
     if spec.mpi:  # before step 3: mpi4py builds with the mpicc this puts on PATH
-        system += mpi_setup_lines(spec, required=node_python is None)
+        system += mpi_setup_lines(spec)
     lines[6:6] = system
-    head = 6 + len(system)
     requirements = spec.requirements
-    if node_python is not None:
-        lines = [*lines[:head], "# 1-3. this node already has its Python environment: point at it"]
-        lines += [
-            'mkdir -p "$ENV_DIR/bin"',
-            f'printf \'#!/bin/sh\\nexec %s "$@"\\n\' {q(q(node_python))} > "$ENV_DIR/bin/python"',
-            'chmod +x "$ENV_DIR/bin/python"',
-        ]
-    elif isinstance(requirements, Path) and requirements.suffix.lower() in (".yml", ".yaml"):
+    if isinstance(requirements, Path) and requirements.suffix.lower() in (".yml", ".yaml"):
         lines += [
             f"# 2. the conda environment from {requirements.name}, with Python {spec.python}",
             "curl -Ls https://micro.mamba.pm/api/micromamba/linux-64/latest | "
@@ -241,11 +223,12 @@ def start_task_script(
         ]
     else:
         lines += [
-            f"# 2. Python {spec.python} (the client's major.minor) in a virtual environment, with",
-            "# pip in it (uv venv --seed: 'Install seed packages (one or more of: pip, setuptools,",
-            "# and wheel)'): run_on_pool(requirements=...) runs `python -m pip` on the node",
-            f'"$ROOT/bin/uv" venv --seed --python {q(spec.python)} "$ENV_DIR"',
+            f"# 2. Python {spec.python} (the client's major.minor) in a virtual environment,",
+            "# made afresh (--clear) when the start task runs again (a retry, a reboot)",
+            f'"$ROOT/bin/uv" venv --clear --python {q(spec.python)} "$ENV_DIR"',
         ]
+        # pip in the environment: run_on_pool(requirements=...) runs `python -m pip` there
+        packages.append("pip")
         if isinstance(requirements, Path):
             lines += [
                 f"# the user's {requirements.name}",
@@ -385,7 +368,6 @@ def to_batch_pool(
     spec: PoolSpec,
     *,
     azhpc_requirement: str | None = None,
-    node_python: str | None = None,
     wheel: Mapping[str, str] | None = None,
     metadata: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
@@ -395,7 +377,7 @@ def to_batch_pool(
     ----------
     spec
         A validated pool specification.
-    azhpc_requirement, node_python
+    azhpc_requirement
         How the nodes get azhpc (see :func:`start_task_script`).
     wheel
         The REST ``ResourceFile`` (``httpUrl``, ``filePath``) of the client's azhpc wheel
@@ -446,7 +428,6 @@ def to_batch_pool(
     script = start_task_script(
         spec,
         azhpc_requirement=azhpc_requirement,
-        node_python=node_python,
         wheel_file=wheel["filePath"] if wheel is not None else None,
     )
     body["startTask"] = {

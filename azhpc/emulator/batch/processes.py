@@ -14,8 +14,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from azhpc.emulator.batch.identity import identity_environment
+from azhpc.emulator.batch.identity import AUTO_USER, identity_environment
 from azhpc.emulator.batch.model import Job, Node, Pool, Store, Task, TaskAttempt
+from azhpc.emulator.batch.node_image import node_image
 
 __all__ = [
     "environment_settings",
@@ -28,8 +29,11 @@ __all__ = [
 
 
 def node_environment(account_name: str, base_url: str, pool: Pool, node: Node) -> dict[str, str]:
-    """This process's environment plus the node-wide ``AZ_BATCH_*`` variables."""
-    env = dict(os.environ)
+    """The node's image environment (:mod:`~azhpc.emulator.batch.node_image`: nothing of this
+    process's) plus the node-wide ``AZ_BATCH_*`` variables."""
+    home = node.root / "home" / AUTO_USER
+    home.mkdir(parents=True, exist_ok=True)
+    env = node_image(node.root.parents[1]).environment(home)
     env.update(
         {
             "AZ_BATCH_ACCOUNT_NAME": account_name,
@@ -41,7 +45,7 @@ def node_environment(account_name: str, base_url: str, pool: Pool, node: Node) -
             "AZ_BATCH_NODE_SHARED_DIR": str(node.root / "shared"),
             "AZ_BATCH_NODE_STARTUP_DIR": str(node.root / "startup"),
             "AZ_BATCH_NODE_STARTUP_WORKING_DIR": str(node.root / "startup" / "wd"),
-            "AZ_BATCH_TASK_USER": "_azbatch",
+            "AZ_BATCH_TASK_USER": AUTO_USER,
         }
     )
     return env
