@@ -1,0 +1,134 @@
+"""The local lake keeps what blob storage keeps by itself: whole files, and no way out.
+
+- A write to the lake appears whole or not at all: a write that fails (here at a file size
+  limit, ``RLIMIT_FSIZE``, which makes the kernel fail a write past it with ``EFBIG`` exactly
+  as a full disk fails it with ``ENOSPC``, without root or a special file system) leaves
+  neither a truncated file under the final name nor a temporary file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parents[2]
+LIMIT = 8 * 1024 * 1024
+
+
+# -- atomic writes --------------------------------------------------------------------------
+
+
+def write_under_a_size_limit(lake_root: Path, body: str) -> dict:
+    """Run ``body`` (with ``lake``, ``fs`` and ``store`` at hand) in a child process whose
+    writes fail past 8 MB; return what it prints as JSON (the error it met)."""
+    source = textwrap.dedent(
+        """
+        import json, resource, sys
+        from azhpc.config import resolve_settings
+        from azhpc.lake import Lake
+        from azhpc.staging import JobStore
+        lake = Lake(resolve_settings("local", lake_root=sys.argv[1]))
+        fs = lake.filesystem()
+        store = JobStore(fs, "/.azhpc")
+        fs.makedirs("/.azhpc/payloads", exist_ok=True)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (%d, resource.RLIM_INFINITY))
+        try:
+        %s
+        except OSError as error:
+            print(json.dumps({"error": type(error).__name__, "errno": error.errno}))
+        else:
+            print(json.dumps({"error": None}))
+        """
+    ) % (LIMIT, textwrap.indent(textwrap.dedent(body), "    "))
+    done = subprocess.run(
+        [sys.executable, "-c", source, str(lake_root)],
+        capture_output=True, text=True, timeout=120, cwd=PROJECT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def big_file(tmp_path: Path) -> Path:
+    path = tmp_path / "big.bin"
+    with open(path, "wb") as f:
+        f.truncate(20 * 1024 * 1024)  # 20 MB (sparse: cheap to make, full size to copy)
+    return path
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "lake.put(sys.argv[2], '/raw/big.bin')",
+        "lake.put(sys.argv[2], '/raw/big.bin', progress=False)",
+        "fs.pipe_file('/raw/big.bin', open(sys.argv[2], 'rb').read())",
+        "with lake.open('/raw/big.bin', 'wb') as f:\n    f.write(open(sys.argv[2], 'rb').read())",
+        "f = fs.open('/raw/big.bin', 'wb')\nf.write(open(sys.argv[2], 'rb').read())",
+    ],
+    ids=["put", "put-quiet", "pipe_file", "open-with", "open-no-with"],
+)
+def test_local_lake_write_that_fails_leaves_no_file(tmp_path: Path, big_file: Path, how: str):
+    lake_root = tmp_path / "lake"
+    (lake_root / "raw").mkdir(parents=True)
+    (lake_root / "raw" / "kept.txt").write_text("before")
+    body = how.replace("sys.argv[2]", repr(str(big_file)))
+    result = write_under_a_size_limit(lake_root, body)
+    assert result["error"] is not None, "the write past the size limit did not fail"
+    assert files_in(lake_root) == ["raw/kept.txt"], "a failed write left a file behind"
+
+
+def test_local_lake_write_within_the_limit_is_whole(tmp_path: Path):
+    lake_root = tmp_path / "lake"
+    result = write_under_a_size_limit(
+        lake_root,
+        "fs.pipe_file('/raw/small.bin', b'x' * 1000)\n"
+        "with lake.open('/raw/t.txt', 'w') as f:\n    f.write('text')",
+    )
+    assert result["error"] is None
+    assert files_in(lake_root) == ["raw/small.bin", "raw/t.txt"]
+    assert (lake_root / "raw" / "small.bin").read_bytes() == b"x" * 1000
+    mode = (lake_root / "raw" / "t.txt").stat().st_mode & 0o777
+    assert mode == 0o666 & ~_umask()  # as a plain open() makes it, not 0600
+
+
+def _umask() -> int:
+    value = os.umask(0o022)
+    os.umask(value)
+    return value
+
+
+def test_durable_job_store_write_that_fails_leaves_no_partial_file(tmp_path: Path):
+    lake_root = tmp_path / "lake"
+    result = write_under_a_size_limit(
+        lake_root,
+        "from azhpc.core.payload import encode\n"
+        "import numpy as np\n"
+        "store.put_payload(encode(np.ones(2 * 1024 * 1024)))",  # 16 MB
+    )
+    assert result["error"] is not None
+    assert files_in(lake_root) == [], "the job store left a .partial file behind"
+
+
+def test_job_store_on_a_plain_filesystem_that_fails_leaves_no_partial_file(tmp_path: Path):
+    # Not the lake's filesystem: fsspec's own local one, whose writes are not atomic.
+    lake_root = tmp_path / "lake"
+    result = write_under_a_size_limit(
+        lake_root,
+        "import fsspec\n"
+        "from azhpc.core.payload import encode\n"
+        "import numpy as np\n"
+        "plain = JobStore(fsspec.filesystem('file'), sys.argv[1] + '/plain')\n"
+        "plain.put_payload(encode(np.ones(2 * 1024 * 1024)))",  # 16 MB
+    )
+    assert result["error"] is not None
+    assert files_in(lake_root) == [], "the job store left a .partial file behind"
