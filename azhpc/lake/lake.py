@@ -14,7 +14,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 from azhpc.config import Secret, Settings, redact
 from azhpc.errors import ConfigError, LakeAuthError, LakeError, LakeUnreachableError
 from azhpc.lake.moves import Rename, detect_hierarchical_namespace, rename
-from azhpc.lake.paths import lake_path, relative
+from azhpc.lake.paths import confined, lake_path, relative
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -163,11 +163,13 @@ class Lake:
         Raises
         ------
         LakePathError
-            The path climbs out of the lake with ``..``, or is a URL already.
+            The path climbs out of the lake with ``..``, is a URL already, or (locally) leads
+            out of the lake folder through a symbolic link.
         """
         rel = relative(path)
         if self.is_local:
             target = Path(self.root, rel)
+            confined(self.root, str(target), path)
             target.parent.mkdir(parents=True, exist_ok=True)
             return str(target)
         return f"abfs://{self.settings.container}/{rel}"

@@ -4,9 +4,10 @@
 an fsspec ``DirFileSystem`` over this machine's file system (a folder) or over adlfs (a
 container). It is the one place where lake paths are confined to the lake's root.
 
-On a local folder it also keeps a promise blob storage keeps by itself: a file written to
+On a local folder it also keeps two promises blob storage keeps by itself: a file written to
 the lake appears whole or not at all (it is written under a temporary name in its own folder,
-then renamed into place; a failed write removes the temporary file).
+then renamed into place; a failed write removes the temporary file), and no symbolic link
+leads a lake path out of the lake.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from fsspec.implementations.dirfs import DirFileSystem
 from fsspec.implementations.local import LocalFileOpener, LocalFileSystem
 from fsspec.spec import AbstractFileSystem
 
-from azhpc.lake.paths import relative
+from azhpc.lake.paths import confined, relative
 
 if TYPE_CHECKING:
     from azhpc.lake.lake import Lake
@@ -170,9 +171,15 @@ class _LakeLocalFileSystem(LocalFileSystem):
 
     - Writes (``open`` for ``w``/``x``, ``pipe_file``, ``put_file``, ``cp_file``) are atomic:
       a temporary file beside the target, renamed into place once complete, removed on failure.
+    - Listings (``ls``, hence ``find``, ``walk``, ``glob``, ``du``) leave out symbolic links
+      that lead out of the lake folder.
     - ``put_file``/``get_file`` report bytes to a callback (fsspec's local copies ignore it,
       as they use ``shutil``).
     """
+
+    def __init__(self, lake_root: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.lake_root = lake_root
 
     def _open(self, path: Any, mode: str = "rb", block_size: Any = None, **kwargs: Any) -> Any:
         if "w" not in mode and "x" not in mode:
@@ -200,6 +207,20 @@ class _LakeLocalFileSystem(LocalFileSystem):
         if callback is None or isinstance(callback, NoOpCallback):
             return super().get_file(rpath, lpath, **kw)
         return AbstractFileSystem.get_file(self, rpath, lpath, callback=callback, **kw)
+
+    def ls(self, path: Any, detail: bool = False, **kwargs: Any) -> list[Any]:
+        entries = super().ls(path, detail=True, **kwargs)
+        kept = []
+        for entry in entries:
+            if entry.get("islink"):
+                try:
+                    confined(self.lake_root, entry["name"], "/")
+                except ValueError:
+                    log.warning("left out of the listing: %s, a symbolic link out of the lake",
+                                entry["name"])  # fmt: skip
+                    continue
+            kept.append(entry)
+        return kept if detail else [entry["name"] for entry in kept]
 
 
 class RootedFileSystem(DirFileSystem):
@@ -232,8 +253,9 @@ class RootedFileSystem(DirFileSystem):
     ) -> None:
         if fs is None:
             root = Path(root).expanduser().resolve()
-            fs = _LakeLocalFileSystem(auto_mkdir=True)
+            fs = _LakeLocalFileSystem(os.fspath(root), auto_mkdir=True)
         super().__init__(path=os.fspath(root), fs=fs, **kwargs)
+        self._real_root = os.path.realpath(self.path) if self.is_local else None
 
     def __repr__(self) -> str:
         return f"<RootedFileSystem {type(self.fs).__name__} root={self.path!r}>"
@@ -263,7 +285,10 @@ class RootedFileSystem(DirFileSystem):
 
     def _join(self, path: Any) -> Any:
         if isinstance(path, str | os.PathLike):
-            return super()._join(relative(os.fspath(path)))
+            joined = super()._join(relative(os.fspath(path)))
+            if self._real_root is not None:
+                confined(self._real_root, joined, os.fspath(path))
+            return joined
         return super()._join(path)
 
     def _relpath(self, path: Any) -> Any:

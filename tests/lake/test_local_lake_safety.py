@@ -4,6 +4,8 @@
   limit, ``RLIMIT_FSIZE``, which makes the kernel fail a write past it with ``EFBIG`` exactly
   as a full disk fails it with ``ENOSPC``, without root or a special file system) leaves
   neither a truncated file under the final name nor a temporary file.
+- A symbolic link inside the lake folder cannot take a lake path out of it, for reading,
+  writing or listing; links that stay inside keep working.
 """
 
 from __future__ import annotations
@@ -13,9 +15,14 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from azhpc.config import resolve_settings
+from azhpc.errors import LakePathError
+from azhpc.lake import Lake
 
 PROJECT = Path(__file__).resolve().parents[2]
 LIMIT = 8 * 1024 * 1024
@@ -132,3 +139,80 @@ def test_job_store_on_a_plain_filesystem_that_fails_leaves_no_partial_file(tmp_p
     )
     assert result["error"] is not None
     assert files_in(lake_root) == [], "the job store left a .partial file behind"
+
+
+# -- symbolic links -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def linked_lake(tmp_path: Path) -> Iterator[Lake]:
+    """A lake with links out of it (``/escape`` a folder, ``/secret`` a file) and in it."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("not lake data")
+    root = tmp_path / "lake"
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "x.csv").write_text("a\n1\n")
+    (root / "escape").symlink_to(outside, target_is_directory=True)
+    (root / "secret").symlink_to(outside / "secret.txt")
+    (root / "inner").symlink_to(root / "data", target_is_directory=True)
+    (root / "data" / "up").symlink_to("..", target_is_directory=True)  # to the root: inside
+    lake = Lake(resolve_settings("local", lake_root=str(root)))
+    yield lake
+    lake.close()
+
+
+def test_local_lake_refuses_reads_through_links_out_of_it(linked_lake: Lake, tmp_path: Path):
+    fs = linked_lake.filesystem()
+    with pytest.raises(LakePathError, match="symbolic link"):
+        linked_lake.open("/escape/secret.txt").read()
+    with pytest.raises(LakePathError, match="symbolic link"):
+        fs.cat_file("/secret")
+    with pytest.raises(LakePathError, match="symbolic link"):
+        linked_lake.get("/secret", tmp_path / "copy.txt")
+    with pytest.raises(LakePathError, match="symbolic link"):
+        fs.local_path("/escape/secret.txt")
+    with pytest.raises(LakePathError, match="symbolic link"):
+        linked_lake.url("/escape/secret.txt")
+    assert not (tmp_path / "copy.txt").exists()
+
+
+def test_local_lake_refuses_writes_through_links_out_of_it(linked_lake: Lake, tmp_path: Path):
+    fs = linked_lake.filesystem()
+    local = tmp_path / "local.txt"
+    local.write_text("new")
+    attempts = [
+        lambda: fs.pipe_file("/escape/new.txt", b"new"),
+        lambda: linked_lake.open("/escape/new.txt", "wb"),
+        lambda: linked_lake.put(local, "/escape/new.txt"),
+        lambda: fs.pipe_file("/secret", b"overwritten"),
+        lambda: linked_lake.rm("/escape/secret.txt"),
+        lambda: fs.makedirs("/escape/folder", exist_ok=True),
+        lambda: linked_lake.rename("/data/x.csv", "/escape/x.csv"),
+    ]
+    for attempt in attempts:
+        with pytest.raises(LakePathError, match="leads out of the lake"):
+            attempt()
+    assert sorted(p.name for p in (tmp_path / "outside").iterdir()) == ["secret.txt"]
+    assert (tmp_path / "outside" / "secret.txt").read_text() == "not lake data"
+    assert (tmp_path / "lake" / "data" / "x.csv").exists()
+
+
+def test_local_lake_listings_leave_out_links_out_of_it(linked_lake: Lake):
+    fs = linked_lake.filesystem()
+    with pytest.raises(LakePathError, match="symbolic link"):
+        linked_lake.ls("/escape")
+    assert linked_lake.ls("/") == ["/data", "/inner"]
+    found = fs.find("/", withdirs=True, maxdepth=3)
+    assert "/data/x.csv" in found and "/inner" in found
+    assert not any("secret" in path or "escape" in path for path in found)
+    assert not any("secret" in path for path in fs.glob("/**"))
+
+
+def test_local_lake_links_that_stay_inside_keep_working(linked_lake: Lake):
+    fs = linked_lake.filesystem()
+    assert linked_lake.open("/inner/x.csv", "rb").read() == b"a\n1\n"
+    fs.pipe_file("/inner/y.csv", b"b\n2\n")
+    assert linked_lake.open("/data/y.csv", "rb").read() == b"b\n2\n"
+    assert fs.cat_file("/data/up/data/x.csv") == b"a\n1\n"
+    assert sorted(linked_lake.ls("/inner")) == ["/inner/up", "/inner/x.csv", "/inner/y.csv"]
