@@ -437,7 +437,8 @@ class Lake:
         LakeAuthError
             The account refused the credentials.
         LakeUnreachableError
-            The account could not be reached.
+            Nothing answered at the account's endpoint within a few seconds (this first call
+            is not retried the way later ones are; see :mod:`azhpc.lake.probe`).
         FileNotFoundError
             The container does not exist.
         """
@@ -446,8 +447,10 @@ class Lake:
         client = self._blob.service_client.get_container_client(self.settings.container)
         from azure.core.exceptions import ResourceNotFoundError
 
+        from azhpc.lake.probe import first_contact
+
         try:
-            self._run(client.get_container_properties)
+            first_contact(self, client.get_container_properties)
         except ResourceNotFoundError:
             raise FileNotFoundError(
                 f"container {self.settings.container!r} does not exist in account "
@@ -463,9 +466,11 @@ class Lake:
             return
         from azure.core.exceptions import ResourceExistsError
 
+        from azhpc.lake.probe import first_contact
+
         client = self._blob.service_client.get_container_client(self.settings.container)
         try:
-            self._run(client.create_container)
+            first_contact(self, client.create_container)
         except ResourceExistsError:
             pass
 
