@@ -13,6 +13,7 @@ leads a lake path out of the lake.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import shutil
@@ -166,6 +167,15 @@ class _AtomicLocalFile(LocalFileOpener):
         return self._finished
 
 
+class _AtomicTextFile(io.TextIOWrapper):
+    """Text over an :class:`_AtomicLocalFile`: a ``with`` block that raises publishes nothing."""
+
+    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+        if exc_type is not None:
+            self.buffer._failed = True
+        super().__exit__(exc_type, *rest)
+
+
 class _LakeLocalFileSystem(LocalFileSystem):
     """This machine's file system under a local lake folder.
 
@@ -180,6 +190,15 @@ class _LakeLocalFileSystem(LocalFileSystem):
     def __init__(self, lake_root: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.lake_root = lake_root
+
+    def open(self, path: Any, mode: str = "rb", **kwargs: Any) -> Any:
+        if "b" in mode or ("w" not in mode and "x" not in mode):
+            return super().open(path, mode, **kwargs)
+        text = {k: kwargs.pop(k) for k in ("encoding", "errors", "newline") if k in kwargs}
+        binary = super().open(path, mode.replace("t", "") + "b", **kwargs)
+        if isinstance(binary, _AtomicLocalFile):
+            return _AtomicTextFile(binary, **text)
+        return io.TextIOWrapper(binary, **text)  # compressed, say: fsspec's own wrapper
 
     def _open(self, path: Any, mode: str = "rb", block_size: Any = None, **kwargs: Any) -> Any:
         if "w" not in mode and "x" not in mode:

@@ -108,6 +108,20 @@ def test_local_lake_write_within_the_limit_is_whole(tmp_path: Path):
     assert mode == 0o666 & ~_umask()  # as a plain open() makes it, not 0600
 
 
+@pytest.mark.parametrize("mode", ["wb", "w"])
+def test_local_lake_write_whose_with_block_raises_publishes_nothing(tmp_path: Path, mode: str):
+    lake = Lake(resolve_settings("local", lake_root=str(tmp_path / "lake")))
+    data = b"half" if "b" in mode else "half"
+    with pytest.raises(RuntimeError, match="stopped"), lake.open("/raw/x.txt", mode) as f:
+        f.write(data)
+        raise RuntimeError("stopped half way")
+    assert files_in(tmp_path / "lake") == []
+    with lake.open("/raw/x.txt", mode) as f:
+        f.write(data)
+    assert files_in(tmp_path / "lake") == ["raw/x.txt"]
+    assert (tmp_path / "lake" / "raw" / "x.txt").read_bytes() == b"half"
+
+
 def _umask() -> int:
     value = os.umask(0o022)
     os.umask(value)
