@@ -107,6 +107,8 @@ class _AtomicLocalFile(LocalFileOpener):
             return
         from fsspec.compression import compr
 
+        if "x" in self.mode and os.path.lexists(self.path):  # as open(path, "x") would, at once
+            raise FileExistsError(f"file exists: {self.path}")
         fd, self.temp = _temporary_beside(self.path)
         self._raw = os.fdopen(fd, self.mode.replace("x", "w"))
         self.f = (
