@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 import azhpc
 from azhpc.backends.local.scratch import owner_pid, reclaim_stale_folders
 from tests.conftest import communicate_or_kill, wait_until
@@ -54,15 +56,17 @@ def test_scratch_folder_of_a_client_that_exits_without_close_is_removed():
     assert not os.path.exists(scratch), f"{scratch} was left behind by a client that exited"
 
 
-def test_scratch_folder_of_a_killed_client_is_reclaimed_by_the_next_session():
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_scratch_folder_of_a_killed_client_is_reclaimed_by_the_next_session(how: int):
     client = _client("sys.stdin.read()")
     try:
         scratch = client.stdout.readline().strip()
         assert scratch, communicate_or_kill(client, 30)
         wait_until(lambda: _staged(scratch), 60, "the input to be staged")
     finally:
-        client.send_signal(signal.SIGKILL)
+        client.send_signal(how)
         communicate_or_kill(client, 60)
+    assert client.returncode == -how
     assert os.path.isdir(scratch)  # a killed client cannot clean up after itself
     with azhpc.connect(workers=1, progress=False) as session:
         assert not os.path.exists(scratch), "the next session did not reclaim a dead client's"
