@@ -155,6 +155,60 @@ def test_job_store_on_a_plain_filesystem_that_fails_leaves_no_partial_file(tmp_p
     assert files_in(lake_root) == [], "the job store left a .partial file behind"
 
 
+FULL_DISK = """
+import json, os, sys
+import numpy as np
+from azhpc.config import resolve_settings
+from azhpc.core.payload import encode
+from azhpc.lake import Lake
+from azhpc.staging import JobStore
+
+root, big = sys.argv[1], sys.argv[2]
+lake = Lake(resolve_settings("local", lake_root=root))
+store = JobStore(lake.filesystem(), "/.azhpc")
+errors = []
+for write in (
+    lambda: lake.put(big, "/raw/big.bin"),
+    lambda: store.put_payload(encode(np.ones(2 * 1024 * 1024))),  # 16 MB
+):
+    try:
+        write()
+    except OSError as error:
+        errors.append(error.errno)
+files = sorted(os.path.relpath(os.path.join(d, n), root) for d, _, ns in os.walk(root) for n in ns)
+lake.filesystem().pipe_file("/raw/small.bin", b"x" * 1_000_000)  # the disk is not kept full
+disk = os.statvfs(root)
+print(json.dumps({"errors": errors, "files": files, "free": disk.f_bavail * disk.f_frsize}))
+"""
+
+
+def test_local_lake_on_a_full_disk_keeps_no_partial_file(tmp_path: Path, big_file: Path):
+    """The real thing: a lake on an 8 MB tmpfs, mounted in a private mount namespace (root,
+    or CAP_SYS_ADMIN, only: skipped elsewhere; the tests above need neither)."""
+    import shutil
+
+    unshare = shutil.which("unshare")
+    if unshare is None or os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root and unshare(1); see the RLIMIT_FSIZE tests")
+    lake_root = tmp_path / "small-disk"
+    lake_root.mkdir()
+    done = subprocess.run(
+        [
+            unshare, "-m", "--propagation", "private", "sh", "-c",
+            'mount -t tmpfs -o size=8m tmpfs "$1" || exit 99; shift; exec "$@"', "sh",
+            str(lake_root), sys.executable, "-c", FULL_DISK, str(lake_root), str(big_file),
+        ],
+        capture_output=True, text=True, timeout=120, cwd=PROJECT,
+    )  # fmt: skip
+    if done.returncode == 99:
+        pytest.skip(f"could not mount a tmpfs here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["errors"] == [28, 28]  # ENOSPC, both
+    assert result["files"] == [], "a failed write left a file on the full disk"
+    assert result["free"] > 6 * 1024 * 1024
+
+
 # -- symbolic links -------------------------------------------------------------------------
 
 
