@@ -190,6 +190,10 @@ def test_local_lake_on_a_full_disk_keeps_no_partial_file(tmp_path: Path, big_fil
     unshare = shutil.which("unshare")
     if unshare is None or os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root and unshare(1); see the RLIMIT_FSIZE tests")
+    probe = subprocess.run([unshare, "-m", "--propagation", "private", "true"],
+                           capture_output=True, text=True, timeout=30)  # fmt: skip
+    if probe.returncode != 0:
+        pytest.skip(f"no private mount namespace here: {probe.stderr.strip()}")
     lake_root = tmp_path / "small-disk"
     lake_root.mkdir()
     done = subprocess.run(
