@@ -18,7 +18,14 @@ import re
 import shutil
 import tempfile
 
-__all__ = ["SCRATCH_TAG_VARIABLE", "make_scratch_folder", "reclaim_stale_folders", "scratch_base"]
+__all__ = [
+    "SCRATCH_TAG_VARIABLE",
+    "make_scratch_folder",
+    "owner_pid",
+    "process_alive",
+    "reclaim_stale_folders",
+    "scratch_base",
+]
 
 #: The environment variable whose value is put in the names of scratch folders.
 SCRATCH_TAG_VARIABLE = "AZHPC_SCRATCH_TAG"
