@@ -177,8 +177,17 @@ class JobStore:
             return
         self.fs.makedirs(parent, exist_ok=True)
         tmp = f"{parent}/.{path.rsplit('/', 1)[1]}.partial-{secrets.token_hex(4)}"
-        self.fs.pipe_file(tmp, data)
-        self.fs.mv(tmp, path)
+        try:
+            self.fs.pipe_file(tmp, data)
+            self.fs.mv(tmp, path)
+        except BaseException:
+            # A full disk, say: what was written of the temporary file would keep it full.
+            try:
+                if self.fs.exists(tmp):
+                    self.fs.rm_file(tmp)
+            except Exception:  # the write's own error is the one to report
+                logger.warning("could not remove %s after a failed write", tmp)
+            raise
 
     def put_payload(self, payload: Payload) -> str:
         """Store ``payload`` under its content hash (once); return the hash."""

@@ -44,6 +44,10 @@ def batch_available() -> bool:
 
 #: The run's private azhpc home (lake, keys, state), removed when the run ends.
 _TEST_HOME = pytest.StashKey[Path]()
+#: Scratch folders (/dev/shm/azhpc-*) of this run and its child processes left at the end.
+_LEFT_SCRATCH = pytest.StashKey[list[str]]()
+#: How long the end-of-run check waits for live owners of scratch folders to finish exiting.
+_SCRATCH_GRACE = 15.0
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -62,12 +66,65 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["AZHPC_KEY_DIR"] = str(home / "keys")
     os.environ["AZHPC_CONFIG"] = str(home / "no-config.toml")
     os.environ["AZHPC_EMULATOR_STATE"] = str(home / "emulator.json")
+    # Every local backend of this run, in this process or any child that inherits the
+    # environment, names its scratch folder azhpc-<pid>-<tag>-...: the end-of-run check
+    # (pytest_sessionfinish) counts those only, not those of other runs on this machine.
+    from azhpc.backends.local.scratch import SCRATCH_TAG_VARIABLE
+
+    os.environ[SCRATCH_TAG_VARIABLE] = f"t{os.getpid()}x{home.name.rsplit('-', 1)[-1]}"
     # Every request to a Batch emulator in this process and every response it gives, checked
     # against Azure's Batch REST specification; violations fail the session and are listed in
     # the terminal summary (tests/contract/plugin.py).
     from tests.contract.plugin import ContractPlugin
 
     config.pluginmanager.register(ContractPlugin(), "batch-rest-contract")
+
+
+def _scratch_left_by_this_run() -> list[str]:
+    from azhpc.backends.local.scratch import SCRATCH_TAG_VARIABLE, scratch_base
+
+    tag = os.environ.get(SCRATCH_TAG_VARIABLE)
+    if not tag:
+        return []
+    base = Path(scratch_base())
+    return sorted(str(p) for p in base.glob(f"azhpc-*-{tag}-*") if not p.is_symlink())
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Fail the run if a scratch folder of this run (or of a process it started) is left.
+
+    Everything still open here is closed first (session fixtures are torn down already);
+    folders whose owner is still alive get a grace period to be removed by its exit.
+    """
+    from azhpc.backends.local.scratch import owner_pid, process_alive
+    from azhpc.core import at_exit
+
+    at_exit.release_all()
+    deadline = time.monotonic() + _SCRATCH_GRACE
+    left = _scratch_left_by_this_run()
+    while left and time.monotonic() < deadline:
+        if not any(process_alive(owner_pid(Path(p).name) or 0) for p in left):
+            break  # no owner alive: nothing will remove them any more
+        time.sleep(0.1)
+        left = _scratch_left_by_this_run()
+    session.config.stash[_LEFT_SCRATCH] = left
+    if left and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """List the scratch folders this run left behind (and fail it, see pytest_sessionfinish)."""
+    from azhpc.backends.local.scratch import owner_pid, process_alive
+
+    left = terminalreporter.config.stash.get(_LEFT_SCRATCH, [])
+    if not left:
+        return
+    terminalreporter.write_sep("=", f"{len(left)} scratch folder(s) left behind", red=True)
+    for path in left:
+        pid = owner_pid(Path(path).name)
+        state = "still running" if pid and process_alive(pid) else "ended without removing it"
+        terminalreporter.write_line(f"{path} (owner pid {pid}: {state})", red=True)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -61,12 +61,14 @@ _LISTENING = re.compile(r"Blob service (?:is )?successfully listen(?:s|ing) (?:o
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 # Runs with ``python -I -S -c``: start Azurite (argv[1:]) and wait for stdin to close; then
-# terminate it and everything else in this process group. Also exits when Azurite does.
+# terminate it and everything else in this process group. Also exits when Azurite does, with
+# its exit code (a signal N as 128 + N). Signal handlers are set on the main thread only:
+# ``signal.signal`` raises in any other thread.
 _GUARD = """\
 import os, signal, subprocess, sys, threading
 child = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the guard outlives its own killpg (main thread)
 def _reap_group():
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         os.killpg(0, signal.SIGTERM)
     except OSError:
@@ -222,6 +224,7 @@ class Azurite:
         self._workspace: str | None = None
         self._attached = False
         self._lock = threading.Lock()
+        self._command: list[str] = []
 
     def __repr__(self) -> str:
         state = f"listening on {self.blob_endpoint}" if self.running else "stopped"
@@ -317,6 +320,7 @@ class Azurite:
                     "--key", str(self.certificates.key_file),
                     "--oauth", "basic",
                 ]  # fmt: skip
+            self._command = command
             # Azurite refuses --location with in-memory persistence; the workspace is its cwd.
             self._workspace = tempfile.mkdtemp(prefix="azhpc-azurite-")
             self._output.clear()
@@ -364,7 +368,13 @@ class Azurite:
 
     def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + self.start_timeout
-        if not self._listening.wait(self.start_timeout) or self.port is None:
+        # Poll the process too: Azurite exiting at start-up is an answer, not a reason to wait.
+        while not self._listening.wait(0.05):
+            if self._exited() or time.monotonic() > deadline:
+                break
+        if self.port is None or self._exited():
+            if self._exited():
+                raise AzuriteStartError(self._failure("exited"))
             raise AzuriteStartError(self._failure("did not report a listening port"))
         while True:
             try:
@@ -383,17 +393,32 @@ class Azurite:
                     connection.close()
                 return
             except OSError:
-                if not self.running:
+                if self._exited():
                     raise AzuriteStartError(self._failure("exited")) from None
                 if time.monotonic() > deadline:
                     raise AzuriteStartError(self._failure("did not answer")) from None
                 time.sleep(0.05)
 
+    def _exited(self) -> bool:
+        process = self._process
+        return process is not None and process.poll() is not None
+
     def _failure(self, what: str) -> str:
+        process = self._process
+        if what == "exited" and process is not None and process.returncode is not None:
+            if self._reader is not None:
+                self._reader.join(timeout=2)  # the last lines it printed
+            code = process.returncode
+            when = f"at start-up with code {code}" + (
+                f" (signal {code - 128})" if code > 128 else ""
+            )
+        else:
+            when = f"within {self.start_timeout:g} s"
         tail = "\n".join(list(self._output)[-20:]) or "(no output)"
+        command = " ".join(self._command[:1]) or "azurite"
         return (
-            f"Azurite {what} within {self.start_timeout:g} s "
-            f"(command: {find_azurite(self.executable)[0]}). Its output:\n{tail}"
+            f"Azurite {what} {when} (command: {command}); check that this command starts "
+            f"Azurite (AZHPC_AZURITE, or `npm ci` in the azhpc project folder). Its output:\n{tail}"
         )
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -14,7 +14,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 from azhpc.config import Secret, Settings, redact
 from azhpc.errors import ConfigError, LakeAuthError, LakeError, LakeUnreachableError
 from azhpc.lake.moves import Rename, detect_hierarchical_namespace, rename
-from azhpc.lake.paths import lake_path, relative
+from azhpc.lake.paths import confined, lake_path, relative
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -163,11 +163,13 @@ class Lake:
         Raises
         ------
         LakePathError
-            The path climbs out of the lake with ``..``, or is a URL already.
+            The path climbs out of the lake with ``..``, is a URL already, or (locally) leads
+            out of the lake folder through a symbolic link.
         """
         rel = relative(path)
         if self.is_local:
             target = Path(self.root, rel)
+            confined(self.root, str(target), path)
             target.parent.mkdir(parents=True, exist_ok=True)
             return str(target)
         return f"abfs://{self.settings.container}/{rel}"
@@ -435,7 +437,8 @@ class Lake:
         LakeAuthError
             The account refused the credentials.
         LakeUnreachableError
-            The account could not be reached.
+            Nothing answered at the account's endpoint within a few seconds (this first call
+            is not retried the way later ones are; see :mod:`azhpc.lake.probe`).
         FileNotFoundError
             The container does not exist.
         """
@@ -444,8 +447,10 @@ class Lake:
         client = self._blob.service_client.get_container_client(self.settings.container)
         from azure.core.exceptions import ResourceNotFoundError
 
+        from azhpc.lake.probe import first_contact
+
         try:
-            self._run(client.get_container_properties)
+            first_contact(self, client.get_container_properties)
         except ResourceNotFoundError:
             raise FileNotFoundError(
                 f"container {self.settings.container!r} does not exist in account "
@@ -461,9 +466,11 @@ class Lake:
             return
         from azure.core.exceptions import ResourceExistsError
 
+        from azhpc.lake.probe import first_contact
+
         client = self._blob.service_client.get_container_client(self.settings.container)
         try:
-            self._run(client.create_container)
+            first_contact(self, client.create_container)
         except ResourceExistsError:
             pass
 

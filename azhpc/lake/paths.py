@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import posixpath
 
 from azhpc.errors import LakePathError
 
-__all__ = ["lake_path", "relative"]
+__all__ = ["confined", "lake_path", "relative"]
 
 
 def lake_path(path: str) -> str:
@@ -58,3 +59,39 @@ def lake_path(path: str) -> str:
 def relative(path: str) -> str:
     """The lake path without its leading ``/`` (``""`` for the root)."""
     return lake_path(path).lstrip("/")
+
+
+def confined(root: str, file: str, path: str) -> str:
+    """``file`` (under the local lake folder ``root``) if its real path stays in ``root``.
+
+    Symbolic links inside the lake may point anywhere inside it; one that leads out of it
+    (``/raw/etc -> /etc``) would let a lake path read or write any file of this machine.
+
+    Parameters
+    ----------
+    root
+        The lake's folder, already resolved (no symbolic links in it).
+    file
+        The file or folder a lake path names: ``root`` joined with the lake path.
+    path
+        The lake path, for the error message.
+
+    Returns
+    -------
+    str
+        ``file``, unchanged.
+
+    Raises
+    ------
+    LakePathError
+        The real path of ``file`` (symbolic links followed, as far as they exist) is outside
+        ``root``.
+    """
+    real = os.path.realpath(file)
+    if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+        raise LakePathError(
+            f"lake path {lake_path(path)!r} leads out of the lake through a symbolic link "
+            f"(to {real}; the lake is {root}); links in a local lake must point inside it: "
+            "copy the data into the lake, or make the link's target part of the lake"
+        )
+    return file

@@ -8,12 +8,13 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from conftest import process_exists, wait_until
 
-from azhpc.emulator.azurite import Azurite, AzuriteNotFoundError, find_azurite
+from azhpc.emulator.azurite import Azurite, AzuriteNotFoundError, AzuriteStartError, find_azurite
 
 from .conftest import azurite_installed
 
@@ -84,3 +85,32 @@ def test_azurite_missing_says_how_to_install(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("AZHPC_AZURITE", str(tmp_path / "nothing"))
     with pytest.raises(AzuriteNotFoundError, match="AZHPC_AZURITE"):
         Azurite().start()
+
+
+def _script(folder: Path, body: str) -> Path:
+    script = folder / "fake-azurite"
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(0o755)
+    return script
+
+
+@pytest.mark.parametrize("executable", ["/bin/false", "script"])
+def test_azurite_that_exits_at_start_fails_at_once_naming_the_command(
+    tmp_path: Path, executable: str
+):
+    if executable == "script":
+        executable = str(
+            _script(tmp_path, "echo 'listen EADDRINUSE: address already in use'\nexit 3")
+        )
+    elif not os.path.exists(executable):
+        pytest.skip(f"{executable} is not on this machine")
+    azurite = Azurite(executable=executable, start_timeout=60)
+    started = time.monotonic()
+    with pytest.raises(AzuriteStartError) as info:
+        azurite.start()
+    assert time.monotonic() - started < 10, "the launcher waited instead of noticing the exit"
+    message = str(info.value)
+    assert executable in message and "exited" in message
+    if "fake-azurite" in executable:
+        assert "EADDRINUSE" in message and "code 3" in message
+    assert not azurite.running

@@ -23,7 +23,6 @@ import signal
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from azhpc.backends.base import Backend
 from azhpc.backends.local.node import from_ref, to_ref, write_frame
+from azhpc.backends.local.scratch import make_scratch_folder
 from azhpc.core.outcome import RemoteError, TaskOutcome
 from azhpc.core.payload import decode
 from azhpc.core.states import TaskResult
@@ -57,12 +57,6 @@ _THREAD_VARS = (
     "NUMEXPR_NUM_THREADS",
     "VECLIB_MAXIMUM_THREADS",
 )
-
-
-def _scratch_folder() -> str:
-    """A private folder for payload files, in shared memory where the system has it."""
-    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-    return tempfile.mkdtemp(prefix=f"azhpc-{os.getpid()}-", dir=base)
 
 
 @dataclass
@@ -120,7 +114,7 @@ class LocalBackend(Backend):
         self.workers = workers
         self.slots = slots
         self.python = python or sys.executable
-        self._scratch = _scratch_folder()
+        self._scratch = make_scratch_folder()
         self._commands: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe()
         self._closed = False
@@ -131,8 +125,10 @@ class LocalBackend(Backend):
         self._finalizer = weakref.finalize(
             self, _release, self._scratch, (self._wake_r, self._wake_w)
         )
-        # At interpreter exit the session's close() runs this, after stopping the nodes;
+        # At interpreter exit the session's close() releases these, after stopping the nodes;
         # running it earlier (finalize's own exit hook) would cut the scheduler's wake pipe.
+        # The finalizer is only for a backend dropped without close(): once finalize's exit
+        # hook has run, calling it does nothing, so close() releases by hand (see close).
         self._finalizer.atexit = False
         self._thread.start()
 
@@ -183,7 +179,10 @@ class LocalBackend(Backend):
             self._send(("close", done))
             done.wait(timeout=EXIT_GRACE + 10)
             self._thread.join(timeout=5)
-        self._finalizer()
+        # Not self._finalizer(): after weakref.finalize's own exit hook (which runs before
+        # azhpc's, at interpreter exit) a finalizer call is a no-op, and the folder stayed.
+        if self._finalizer.detach() is not None:
+            _release(self._scratch, (self._wake_r, self._wake_w))
 
     def node_pids(self) -> list[int]:
         """The process ids of the live worker processes (for diagnostics and tests)."""
