@@ -28,6 +28,7 @@ from typing import Any
 
 from azhpc.core import at_exit
 from azhpc.emulator.batch.faults import CONTROL_ROUTES
+from azhpc.emulator.batch.guard import ProcessGuard
 from azhpc.emulator.batch.model import Store
 from azhpc.emulator.batch.routes_jobs import ROUTES as JOB_ROUTES
 from azhpc.emulator.batch.routes_node_files import ROUTES as NODE_FILE_ROUTES
@@ -186,6 +187,8 @@ class BatchEmulator:
                 self.root = Path(self.root_arg)
                 self.root.mkdir(parents=True, exist_ok=True)
             store = Store(self.root)
+            # Node processes, and the temporary root, go even if this process is killed.
+            store.guard = ProcessGuard(remove=self.root if self._owns_root else None)
             engine = Engine(store, self.account_name, self.url, self.timings or Timings())
             server.service = Service(store, engine, self.url, self.account_name)
             engine.start()

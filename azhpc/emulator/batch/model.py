@@ -16,7 +16,10 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from azhpc.emulator.batch.guard import ProcessGuard
 
 __all__ = [
     "AllocationState",
@@ -522,6 +525,8 @@ class Store:
         #: Fault injection: throttled requests still to answer, by REST operation id.
         self.throttles: dict[str, Throttle] = {}
         self.stopping = threading.Event()
+        #: Kills the node processes still running if this process dies (``guard.py``).
+        self.guard: ProcessGuard | None = None
 
     def take_throttle(self, operation: str) -> ApiError | None:
         """The throttling error for one request of ``operation``, if one is injected."""

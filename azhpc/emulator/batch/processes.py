@@ -135,12 +135,17 @@ def run_process(
                 stderr=err,
                 start_new_session=True,
             )
+            if store.guard is not None:
+                store.guard.started(process.pid)  # its group dies with this process
             if started is not None:
                 started(process)
             if attempt is not None:
                 attempt.process = process
                 attempt.processes.append(process)
-        return process.wait()
+        code = process.wait()
+        if store.guard is not None:
+            store.guard.ended(process.pid)
+        return code
 
 
 def kill(process: subprocess.Popen[bytes] | None) -> None:

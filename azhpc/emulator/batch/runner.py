@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from azhpc.emulator.batch.guard import ProcessGuard
 from azhpc.emulator.batch.identity import identity_failure
 from azhpc.emulator.batch.model import (
     SCHEDULABLE,
@@ -103,7 +104,10 @@ class Engine:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the scheduler and autoscale threads."""
+        """Start the scheduler and autoscale threads (and a process guard, if the launcher
+        gave none)."""
+        if self.store.guard is None:
+            self.store.guard = ProcessGuard()
         self._scheduler.start()
         self.autoscale.start()
 
@@ -121,6 +125,8 @@ class Engine:
         self.autoscale.join(timeout=5)
         for thread in list(self._threads):
             thread.join(timeout=5)
+        if self.store.guard is not None:
+            self.store.guard.close()
 
     def _spawn(self, target: Any, *args: Any, name: str) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
