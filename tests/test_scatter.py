@@ -209,3 +209,73 @@ def test_unpicklable_return_value_is_a_task_error(session):
 def test_bad_retries_value_is_refused(session):
     with pytest.raises(azhpc.ConfigError, match="retries"):
         session.map(square, [1], retries=-1)
+
+
+class _TaskBaseException(BaseException):
+    """Not an Exception: like KeyboardInterrupt, it slips past ``except Exception``."""
+
+
+def _raise_keyboard_interrupt(x):
+    raise KeyboardInterrupt(f"interrupted at {x}")
+
+
+def _raise_base_exception(x):
+    raise _TaskBaseException(f"base at {x}")
+
+
+@pytest.mark.parametrize(
+    ("function", "remote_type", "message"),
+    [
+        (_raise_keyboard_interrupt, "KeyboardInterrupt", "interrupted at 1"),
+        (_raise_base_exception, "_TaskBaseException", "base at 1"),
+    ],
+)
+def test_task_raising_a_base_exception_is_reported_as_what_it_is(
+    session, function, remote_type, message
+):
+    if session.backend.runs_in_caller and remote_type == "KeyboardInterrupt":
+        pytest.skip("in the caller's thread a KeyboardInterrupt is the user's Ctrl-C")
+    job = session.submit_map(function, [1])
+    with pytest.raises(azhpc.TaskError) as info:
+        job.result(timeout=120)
+    error = info.value
+    assert error.remote_type.rsplit(".", 1)[-1] == remote_type
+    assert error.remote_message == message
+    assert "out of memory" not in str(error) and "died" not in str(error)
+    # The worker was not killed for it, so the task was not run again.
+    assert error.attempts == 1 and job.tasks[0].retry_count == 0
+    assert session.map(square, [3]) == [9]  # and the session still works
+
+
+def _rebuilt_only_in(pid):
+    import os
+
+    if os.getpid() != pid:
+        raise RuntimeError("this object only rebuilds in its own process")
+    return _OnlyHere(pid)
+
+
+class _OnlyHere:
+    def __init__(self, pid):
+        self.pid = pid
+
+    def __reduce__(self):
+        return (_rebuilt_only_in, (self.pid,))
+
+
+def test_argument_that_cannot_be_rebuilt_on_the_worker_says_so(session):
+    import os
+
+    job = session.submit_map(lambda o: o.pid, [_OnlyHere(os.getpid())])
+    if session.backend.name in ("debug", "threads"):  # tasks run in this process: no worker
+        assert job.result(timeout=60) == [os.getpid()]
+        return
+    with pytest.raises(azhpc.TaskError) as info:
+        job.result(timeout=120)
+    error = info.value
+    assert error.remote_type == "azhpc.errors.SerializationError"
+    assert "could not be rebuilt (unpickled) on the worker" in error.remote_message
+    assert "RuntimeError: this object only rebuilds in its own process" in error.remote_message
+    assert "Make the module importable on the workers" in error.remote_message
+    assert "out of memory" not in str(error)
+    assert error.attempts == 1 and job.tasks[0].retry_count == 0

@@ -66,8 +66,13 @@ class RemoteError:
     def capture(cls, exc: BaseException) -> RemoteError:
         """Describe ``exc``, leaving out azhpc's own frames (the task wrappers, the worker)."""
         summary = traceback.TracebackException.from_exception(exc)
-        kept = [f for f in summary.stack if not _hidden(f.filename)]
-        summary.stack = traceback.StackSummary.from_list(kept)
+        seen: set[int] = set()
+        link: traceback.TracebackException | None = summary
+        while link is not None and id(link) not in seen:  # the chained causes too
+            seen.add(id(link))
+            kept = [f for f in link.stack if not _hidden(f.filename)]
+            link.stack = traceback.StackSummary.from_list(kept)
+            link = link.__cause__ or link.__context__
         text = "".join(summary.format())
         kind = type(exc)
         name = (

@@ -20,7 +20,7 @@ from azhpc.core.signing import seal
 from azhpc.core.states import TaskResult
 from azhpc.errors import SerializationError
 
-__all__ = ["BATCH_FILES", "encode_outcome", "run_batch_task", "run_task"]
+__all__ = ["BATCH_FILES", "encode_outcome", "rebuild", "run_batch_task", "run_task"]
 
 #: The files of a Batch task in its working folder: inputs (ResourceFiles) and outcome.
 BATCH_FILES = {
@@ -61,12 +61,42 @@ class _Capture(io.TextIOBase):
         return "".join(self._parts)[-OUTPUT_LIMIT:]
 
 
+def rebuild(payload: Payload | bytes, *, what: str) -> Any:
+    """Unpickle ``payload`` on a worker; a failure is a :class:`SerializationError` saying so.
+
+    Parameters
+    ----------
+    payload
+        What the client encoded.
+    what
+        How to name it in the message (``"the input of task-00003"``, ``"the function"``).
+
+    Raises
+    ------
+    SerializationError
+        The object could not be rebuilt here (a module it needs is missing on the worker, or
+        its class's ``__setstate__`` / ``__reduce__`` fails here); the message has the
+        unpickling error and what to do.
+    """
+    try:
+        return decode(payload)
+    except Exception as exc:
+        raise SerializationError(
+            f"{what} could not be rebuilt (unpickled) on the worker: "
+            f"{type(exc).__name__}: {exc}. A module it needs may be missing on the worker, or "
+            "its class may fail to rebuild there (its __reduce__ or __setstate__ raised). "
+            "Make the module importable on the workers, or pass plain data (numbers, "
+            "strings, frames, a path or lake URL) and build the object inside the function."
+        ) from exc
+
+
 def run_task(
     function: Callable[[Any], Any],
     task_input: Any,
     *,
     capture_output: bool = True,
     echo_output: bool = False,
+    in_caller: bool = False,
 ) -> TaskOutcome:
     """Run ``function(task_input)`` and return its outcome; never raises for the task's errors.
 
@@ -80,6 +110,10 @@ def run_task(
         Collect what the task prints (``sys.stdout``/``sys.stderr``) into the outcome.
     echo_output
         Also print it as it comes (the in-process debug backend).
+    in_caller
+        The task runs in the user's own process (the debug backend): ``KeyboardInterrupt``
+        is the user's Ctrl-C and propagates. Elsewhere (worker processes ignore SIGINT) a
+        ``KeyboardInterrupt``, like any other ``BaseException``, is the task's own failure.
 
     Returns
     -------
@@ -94,9 +128,9 @@ def run_task(
         else:
             with contextlib.redirect_stdout(capture), contextlib.redirect_stderr(capture):
                 value = function(task_input)
-    except (Exception, SystemExit) as exc:  # the task's error becomes its outcome
-        # KeyboardInterrupt is not caught: in-process (debug backend) it is the user's Ctrl-C,
-        # and worker processes ignore SIGINT.
+    except BaseException as exc:  # the task's error becomes its outcome
+        if in_caller and isinstance(exc, KeyboardInterrupt):
+            raise
         return TaskOutcome(
             TaskResult.FAILURE,
             error=RemoteError.capture(exc),
@@ -150,7 +184,8 @@ def run_batch_task(working_dir: str = ".") -> int:
 
     def load(name: str) -> Any:
         with open(os.path.join(working_dir, BATCH_FILES[name]), "rb") as f:
-            return decode(payload_from_bytes(f.read(), what=f"the task's {name}"))
+            what = f"the task's {name}"
+            return rebuild(payload_from_bytes(f.read(), what=what), what=what)
 
     try:
         function = load("function")
