@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -202,8 +203,29 @@ def test_unpicklable_argument_is_refused_before_running(session):
 def test_unpicklable_return_value_is_a_task_error(session):
     import threading
 
-    with pytest.raises(azhpc.TaskError, match="cannot be sent"):
+    with pytest.raises(azhpc.TaskError) as info:
         session.map(lambda _: threading.Lock(), [1])
+    message = info.value.remote_message
+    assert info.value.remote_type == "azhpc.errors.SerializationError"
+    assert "could not be sent back from the worker" in message
+    assert "to the workers" not in message
+    assert "_thread.lock" in message  # the type, not azhpc's wrapper around the value
+
+
+def test_open_file_is_refused_not_sent_as_a_copy(session, tmp_path):
+    path = tmp_path / "data.txt"
+    path.write_text("contents\n")
+    with path.open() as f:
+        with pytest.raises(azhpc.SerializationError, match="open file") as info:
+            session.map(lambda handle: handle.read(), [f])
+        assert str(path) in str(info.value) and "pass its path" in str(info.value)
+        with pytest.raises(azhpc.SerializationError, match="open file"):
+            session.submit(lambda: f.read())  # in a closure too
+        with pytest.raises(azhpc.SerializationError, match="open file"):
+            session.submit(len, f)  # as an argument of submit
+    with path.open("rb") as f, pytest.raises(azhpc.SerializationError, match="open file"):
+        session.submit(len, f)
+    assert session.map(lambda p: Path(p).read_text(), [str(path)]) == ["contents\n"]
 
 
 def test_bad_retries_value_is_refused(session):

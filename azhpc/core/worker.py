@@ -148,16 +148,41 @@ def run_task(
 def encode_outcome(outcome: TaskOutcome) -> Payload:
     """Serialize an outcome; a return value that cannot be pickled becomes the task's failure."""
     try:
-        return encode(outcome, what="the task's return value")
+        return encode(outcome, what="the task's outcome")
     except SerializationError as exc:
+        kind = type(_unpicklable_part(outcome.value))
+        cause = exc.__cause__ or exc
+        try:  # raised, so that the error carries the pickling error as its cause
+            raise SerializationError(
+                f"the task's return value could not be sent back from the worker: it is or "
+                f"holds a {kind.__module__}.{kind.__qualname__}, which cannot be pickled "
+                f"({type(cause).__name__}: {cause}). Return plain data "
+                "(numbers, strings, lists, dicts, frames, arrays) instead: for an open file or "
+                "a connection, return what you read from it, or write to the lake and return "
+                "the path."
+            ) from cause
+        except SerializationError as error:
+            back = error
         failure = TaskOutcome(
             TaskResult.FAILURE,
-            error=RemoteError.capture(exc),
+            error=RemoteError.capture(back),
             output=outcome.output,
             node=outcome.node,
             seconds=outcome.seconds,
         )
         return encode(failure, what="the task's outcome")
+
+
+def _unpicklable_part(value: Any, depth: int = 0) -> Any:
+    """The innermost item of a list, tuple or dict ``value`` that does not pickle (else
+    ``value``): the map wrappers return lists of the user's values."""
+    if depth < 8 and isinstance(value, list | tuple | dict):
+        for item in value.values() if isinstance(value, dict) else value:
+            try:
+                encode(item)
+            except SerializationError:
+                return _unpicklable_part(item, depth + 1)
+    return value
 
 
 def run_batch_task(working_dir: str = ".") -> int:
