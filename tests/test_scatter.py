@@ -228,6 +228,31 @@ def test_open_file_is_refused_not_sent_as_a_copy(session, tmp_path):
     assert session.map(lambda p: Path(p).read_text(), [str(path)]) == ["contents\n"]
 
 
+def test_map_refuses_bad_arguments_by_name(session):
+    with pytest.raises(azhpc.ArgumentTypeError, match=r"map takes the items.*got NoneType"):
+        session.map(abs, None)
+    with pytest.raises(TypeError, match="iterable"):  # also a TypeError, as builtins.map's
+        session.submit_map(abs, 5)
+    with pytest.raises(azhpc.ArgumentTypeError, match="map takes a function first"):
+        session.map(None, [1])
+    for chunksize in (0, -2, 1.5, "2"):
+        with pytest.raises(azhpc.ConfigError, match="chunksize must be a whole number >= 1"):
+            session.map(abs, [1], chunksize=chunksize)
+    assert session.map(abs, [-1, -2], chunksize=np.int64(1)) == [1, 2]
+
+
+def test_map_blocks_refuses_a_bad_axis_by_name(session):
+    a = np.arange(12.0).reshape(3, 4)
+    for axis in (1.5, "1", None):
+        with pytest.raises(azhpc.ArgumentTypeError, match=r"map_blocks\(axis=...\) takes a whole"):
+            session.map_blocks(np.sqrt, a, axis=axis)
+    with pytest.raises(azhpc.ConfigError, match="out of range"):
+        session.map_blocks(np.sqrt, a, axis=2)
+    with pytest.raises(TypeError, match="numpy array"):
+        session.map_blocks(np.sqrt, [1.0, 4.0])
+    np.testing.assert_array_equal(session.map_blocks(np.sqrt, a, axis=np.int64(1)), np.sqrt(a))
+
+
 def test_bad_retries_value_is_refused(session):
     with pytest.raises(azhpc.ConfigError, match="retries"):
         session.map(square, [1], retries=-1)
