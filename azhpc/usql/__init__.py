@@ -108,9 +108,19 @@ def compile(
         With an ADLA-style code, the line and column, and the source line with a caret.
     """
 
-    tree = parse(script, name)
-    bound = bind(tree, dict(params or {}), now)
-    return CompiledScript(name, script, tree, bound, plan(bound, keep))
+    try:
+        tree = parse(script, name)
+        bound = bind(tree, dict(params or {}), now)
+        return CompiledScript(name, script, tree, bound, plan(bound, keep))
+    except RecursionError:
+        # Expressions are refused at their limits with a position (parse_expr.MAX_NESTING,
+        # MAX_DEPTH); this is the rest (subqueries in subqueries ...), without one.
+        raise UsqlError(
+            ErrorCode.NOT_SUPPORTED,
+            "not supported: a script nested this deeply (queries inside queries, or "
+            "expressions, hundreds of levels deep); split it into several statements",
+            script=name,
+        ) from None
 
 
 def execute(
