@@ -111,6 +111,9 @@ class TaskOutcome:
         Where it ran (host and worker process).
     seconds
         How long the task's function ran.
+    retried
+        The errors of earlier attempts that the worker itself ran again (a Batch task runs
+        its function up to ``retries`` more times in the same process), oldest first.
     """
 
     result: TaskResult
@@ -119,6 +122,7 @@ class TaskOutcome:
     output: str = ""
     node: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     seconds: float = 0.0
+    retried: tuple[RemoteError, ...] = ()
 
     @property
     def ok(self) -> bool:

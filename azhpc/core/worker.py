@@ -20,7 +20,15 @@ from azhpc.core.signing import seal
 from azhpc.core.states import TaskResult
 from azhpc.errors import SerializationError
 
-__all__ = ["BATCH_FILES", "encode_outcome", "rebuild", "run_batch_task", "run_task"]
+__all__ = [
+    "BATCH_FILES",
+    "JOB_KEY_VARIABLE",
+    "RETRIES_VARIABLE",
+    "encode_outcome",
+    "rebuild",
+    "run_batch_task",
+    "run_task",
+]
 
 #: The files of a Batch task in its working folder: inputs (ResourceFiles) and outcome.
 BATCH_FILES = {
@@ -31,6 +39,9 @@ BATCH_FILES = {
 }
 #: The environment variable holding the job's HMAC key (hex) on Batch nodes.
 JOB_KEY_VARIABLE = "AZHPC_JOB_KEY"
+#: The environment variable holding a Batch task's ``retries`` (runs again after its function
+#: raised); Batch's own ``maxTaskRetryCount`` is left for workers that die.
+RETRIES_VARIABLE = "AZHPC_TASK_RETRIES"
 
 #: Keep at most this much of what a task prints (the end of it).
 OUTPUT_LIMIT = 1 << 20
@@ -191,8 +202,13 @@ def run_batch_task(working_dir: str = ".") -> int:
     Reads :data:`BATCH_FILES` ``function``, ``input`` and (if present) ``shared``, runs the
     task, and writes its outcome, sealed with the job's key from ``$AZHPC_JOB_KEY`` so that the
     client can tell it was written by this job, to the ``outcome`` file, which the task's
-    OutputFiles upload. Returns 0 when the task succeeded and 1 when it failed, so that Batch's
-    ``maxTaskRetryCount`` retries failed tasks.
+    OutputFiles upload.
+
+    A function that raises is run again in this process up to ``$AZHPC_TASK_RETRIES`` more
+    times (the job's ``retries``); the outcome lists the earlier attempts' errors. Returns 0
+    whenever an outcome was written, success or failure: a non-zero exit means the worker
+    died (killed, out of memory, crashed), which Batch's ``maxTaskRetryCount`` (the job's
+    ``max_worker_losses``) retries, as the local backend replaces a dead worker.
     """
     import dataclasses
     import functools
@@ -220,7 +236,13 @@ def run_batch_task(working_dir: str = ".") -> int:
     except Exception as exc:  # e.g. a module the node does not have: the task's failure
         outcome = TaskOutcome(TaskResult.FAILURE, error=RemoteError.capture(exc))
     else:
+        retries = _retries_setting(os.environ.get(RETRIES_VARIABLE))
+        earlier: list[RemoteError] = []
         outcome = run_task(function, task_input)
+        while not outcome.ok and outcome.error is not None and len(earlier) < retries:
+            earlier.append(outcome.error)
+            outcome = run_task(function, task_input)
+        outcome = dataclasses.replace(outcome, retried=tuple(earlier))
     node = os.environ.get("AZ_BATCH_NODE_ID")
     if node:
         outcome = dataclasses.replace(outcome, node=node)
@@ -230,4 +252,11 @@ def run_batch_task(working_dir: str = ".") -> int:
     with open(tmp, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
-    return 0 if outcome.ok else 1
+    return 0
+
+
+def _retries_setting(text: str | None) -> int:
+    try:
+        return max(0, int(text or 0))
+    except ValueError:
+        return 0
