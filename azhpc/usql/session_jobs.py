@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import azhpc.usql as usql
 from azhpc.config import resolve_settings
+from azhpc.errors import ConfigError
 from azhpc.session import current_session
 from azhpc.usql.errors import ErrorCode, UsqlError
 from azhpc.usql.jobs import JobResult, JobState, StageEvent, StageProgress, stage_progress
@@ -223,7 +224,10 @@ class UsqlJob(Future):
     ) -> None:
         super().__init__()
         if isinstance(parallelism, bool) or not isinstance(parallelism, int) or parallelism < 1:
-            raise ValueError(f"parallelism must be a whole number >= 1, got {parallelism!r}")
+            raise ConfigError(
+                f"parallelism must be a whole number >= 1 (REDUCE tasks; 1 runs in this "
+                f"process), got {parallelism!r}"
+            )
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.job_id = f"usql-{stamp}-{uuid.uuid4().hex[:6]}"
         self.name = name or "script.usql"

@@ -206,6 +206,8 @@ def test_paths_resolve_in_the_session_lake(tmp_path: Path) -> None:
 def test_parallelism_must_be_positive() -> None:
     with pytest.raises(ValueError, match="parallelism"):
         usql.submit("", parallelism=0)
+    with pytest.raises(azhpc.ConfigError, match="parallelism must be a whole number"):
+        usql.run("", parallelism=1.5)
 
 
 def test_params_parse_literals_and_external_text() -> None:
