@@ -21,6 +21,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from azhpc.errors import (
+    ArgumentTypeError,
     AzhpcError,
     CompositeTaskError,
     ConfigError,
@@ -65,6 +66,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "ArgumentTypeError",
     "AzhpcError",
     "CompositeTaskError",
     "ConfigError",

@@ -227,6 +227,9 @@ def _usql_run(args: argparse.Namespace) -> int:
     except OSError as error:
         print(f"{args.script}:0:0: E_AZHPC_USQL_SCRIPT: cannot read: {error}", file=sys.stderr)
         return 2
+    except UnicodeDecodeError as error:
+        print(_not_utf8(args.script, error), file=sys.stderr)
+        return 2
     try:
         params = parse_params(args.param, text)
     except ValueError as error:
@@ -255,6 +258,21 @@ def _usql_run(args: argparse.Namespace) -> int:
         print(f"{path}\t{rows} rows\t{lake.local_path(path)}")
     print(f"{job.state.value}/{job.outcome.value} in {job.progress.elapsed:.2f} s")
     return 0
+
+
+def _not_utf8(script: str, error: UnicodeDecodeError) -> str:
+    """``SCRIPT:LINE:COL: E_AZHPC_USQL_SCRIPT: ...`` for a script that is not UTF-8 text."""
+    data = bytes(error.object)
+    start = error.start
+    line = data.count(b"\n", 0, start) + 1
+    before = data[data.rfind(b"\n", 0, start) + 1 : start]  # this line up to the bad byte
+    column = len(before.decode("utf-8", errors="replace").lstrip("\ufeff")) + 1
+    return (
+        f"{script}:{line}:{column}: E_AZHPC_USQL_SCRIPT: the script is not UTF-8 text: byte "
+        f"0x{data[start]:02x} at line {line}, column {column} cannot be decoded "
+        f"({error.reason}). U-SQL scripts are UTF-8: save it as UTF-8 in your editor, or "
+        f"convert it, e.g. iconv -f cp1252 -t utf-8 {script} > converted.usql"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,6 +44,7 @@ from typing import Any
 from azhpc.errors import ConfigError
 
 __all__ = [
+    "CONNECT_ARGUMENTS",
     "DEFAULT_CONFIG_PATH",
     "DEFAULT_LAKE_ROOT",
     "ENVIRONMENT",
@@ -66,6 +67,20 @@ DEFAULT_LAKE_ROOT = "~/.azhpc/lake"
 DEFAULT_CONFIG_PATH = "~/.config/azhpc/config.toml"
 
 #: Settings holding secrets: wrapped in :class:`Secret`, never shown.
+#: The settings :func:`azhpc.connect` takes as keyword arguments; the others (``batch_url``,
+#: ``blob_endpoint``, ...) come only from ``AZHPC_*`` variables or the config file.
+CONNECT_ARGUMENTS = (
+    "lake_root",
+    "account_name",
+    "container",
+    "account_key",
+    "connection_string",
+    "sas_token",
+    "credential",
+    "workers",
+    "slots",
+)
+
 SECRET_SETTINGS = (
     "account_key",
     "connection_string",
@@ -266,7 +281,7 @@ class Settings:
 
     def where(self, setting: str) -> str:
         """How to change ``setting``: its argument, variable, and where it was found."""
-        hints = [f"connect({setting}=...)"]
+        hints = [f"connect({setting}=...)"] if setting in CONNECT_ARGUMENTS else []
         if setting in ENVIRONMENT:
             hints.append(ENVIRONMENT[setting])
         hints.append(f"{setting} in [profiles.{self.name}] of {config_path()}")

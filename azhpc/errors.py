@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from azhpc.usql.errors import Span
 
 __all__ = [
+    "ArgumentTypeError",
     "AzhpcError",
     "AzuriteNotFoundError",
     "AzuriteStartError",
@@ -56,6 +57,12 @@ class AzhpcError(Exception):
 
 class ConfigError(AzhpcError, ValueError):
     """A setting, argument or profile is wrong; the message names it and says how to fix it."""
+
+
+class ArgumentTypeError(ConfigError, TypeError):
+    """An argument has the wrong type (a function that is not callable, ``None`` for the items,
+    a float axis); the message names the argument and what it takes. Also a ``TypeError``, as
+    Python's own ``map`` raises."""
 
 
 class SerializationError(AzhpcError, TypeError):

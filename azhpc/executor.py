@@ -76,8 +76,11 @@ class Executor(concurrent.futures.Executor):
         ``chunksize=1`` (the standard default) lets azhpc choose chunks itself. A failed
         call raises :class:`azhpc.TaskError` when iteration reaches the results.
         """
+        scatter.check_callable(fn, "Executor.map")
+        chunksize = splitting.whole_number("chunksize", chunksize)
+        columns = [scatter.items_of(it, "Executor.map", "iterables") for it in iterables]
         session = self._session()
-        items = list(zip(*iterables, strict=False))
+        items = list(zip(*columns, strict=False))
         size = (
             chunksize
             if chunksize > 1

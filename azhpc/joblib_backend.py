@@ -68,7 +68,9 @@ class AzhpcBackend(AutoBatchingMixin, ParallelBackendBase):
             return out.result()
         except TaskError as error:
             # joblib users expect the function's own exception; keep the remote traceback.
-            if error.remote_exception is not None:
+            # (Not a remote KeyboardInterrupt or SystemExit: here it would look like the
+            # user's Ctrl-C or an exit of this process.)
+            if isinstance(error.remote_exception, Exception):
                 raise error.remote_exception from error
             raise
 

@@ -23,23 +23,47 @@ from azhpc import splitting
 from azhpc.core.calls import ApplyEach, CallWithArguments, RowRange, TakePartition
 from azhpc.core.payload import Payload, encode, local_modules_by_value
 from azhpc.core.spec import JobSpec, Placement, TaskSpec, new_job_id
-from azhpc.errors import ConfigError
+from azhpc.errors import ArgumentTypeError, ConfigError
 from azhpc.progress import watch
 
 if TYPE_CHECKING:
     from azhpc.core.job import Job
     from azhpc.session import Session
 
-__all__ = ["attach", "map", "map_blocks", "map_partitions", "run_pieces", "submit", "wait"]
+__all__ = [
+    "attach",
+    "check_callable",
+    "items_of",
+    "map",
+    "map_blocks",
+    "map_partitions",
+    "run_pieces",
+    "submit",
+    "wait",
+]
 
 
 def _name(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
 
 
-def _check_callable(fn: Any, where: str) -> None:
+def check_callable(fn: Any, where: str) -> None:
+    """Refuse a function that is not callable, naming the call (``where``)."""
     if not callable(fn):
-        raise ConfigError(f"{where} takes a function first, got {type(fn).__name__}: {fn!r}")
+        raise ArgumentTypeError(f"{where} takes a function first, got {type(fn).__name__}: {fn!r}")
+
+
+def items_of(iterable: Any, where: str, name: str = "iterable") -> list[Any]:
+    """The items of ``iterable`` as a list; an :class:`ArgumentTypeError` naming the call and
+    the argument when it is not iterable (``None``, a number)."""
+    try:
+        iterator = iter(iterable)
+    except TypeError:
+        raise ArgumentTypeError(
+            f"{where} takes the items to run the function on as its {name} (a list, range, "
+            f"generator or other iterable), got {type(iterable).__name__}: {iterable!r}"
+        ) from None
+    return list(iterator)
 
 
 def _check_retries(retries: Any) -> int:
@@ -119,12 +143,10 @@ def map(
     block: bool = True,
 ) -> Any:
     """``fn`` over every item, in chunks of ``chunksize`` items per task (see :func:`azhpc.map`)."""
-    _check_callable(fn, "map")
-    if chunksize is not None and (
-        isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1
-    ):
-        raise ConfigError(f"chunksize must be a whole number >= 1, got {chunksize!r}")
-    items = list(iterable)
+    check_callable(fn, "map")
+    if chunksize is not None:
+        chunksize = splitting.whole_number("chunksize", chunksize)
+    items = items_of(iterable, "map")
     size = chunksize or splitting.auto_chunksize(len(items), session.total_slots)
     job = run_pieces(
         session,
@@ -149,7 +171,7 @@ def map_partitions(
     block: bool = True,
 ) -> Any:
     """``fn`` over partitions of a frame staged once (see :func:`azhpc.map_partitions`)."""
-    _check_callable(fn, "map_partitions")
+    check_callable(fn, "map_partitions")
     count = partitions if partitions is not None else 2 * session.total_slots
     # The frame is staged once for the whole job; each task takes its own rows from it.
     if by is None:
@@ -182,7 +204,7 @@ def map_blocks(
     block: bool = True,
 ) -> Any:
     """``fn`` over blocks of an array along ``axis`` (see :func:`azhpc.map_blocks`)."""
-    _check_callable(fn, "map_blocks")
+    check_callable(fn, "map_blocks")
     count = blocks if blocks is not None else 2 * session.total_slots
     pieces = splitting.split_blocks(array, count, axis)
     job = run_pieces(
@@ -205,7 +227,7 @@ def submit(
     retries: int = 0,
 ) -> Job:
     """Start ``fn(*args, **kwargs)`` as a one-task job; return the running :class:`Job`."""
-    _check_callable(fn, "submit")
+    check_callable(fn, "submit")
     return run_pieces(
         session,
         CallWithArguments(fn),

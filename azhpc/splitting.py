@@ -6,10 +6,11 @@ pandas and numpy are imported inside the functions so that ``import azhpc`` stay
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Hashable, Sequence
 from typing import Any
 
-from azhpc.errors import ConfigError
+from azhpc.errors import ArgumentTypeError, ConfigError
 
 __all__ = [
     "auto_chunksize",
@@ -22,13 +23,16 @@ __all__ = [
     "split_blocks",
     "split_by_key",
     "split_rows",
+    "whole_number",
 ]
 
 
-def _whole_number(name: str, value: Any, *, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+def whole_number(name: str, value: Any, *, minimum: int = 1) -> int:
+    """``value`` as an ``int`` (numpy integers too); a :class:`ConfigError` naming ``name``
+    when it is not a whole number of at least ``minimum`` (a bool, a float, ``0``...)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value!r}")
-    return value
+    return int(value)
 
 
 def auto_chunksize(n_items: int, slots: int) -> int:
@@ -38,7 +42,7 @@ def auto_chunksize(n_items: int, slots: int) -> int:
 
 def chunk(items: Sequence[Any], chunksize: int) -> list[Sequence[Any]]:
     """Cut ``items`` into consecutive chunks of ``chunksize`` (the last may be shorter)."""
-    chunksize = _whole_number("chunksize", chunksize)
+    chunksize = whole_number("chunksize", chunksize)
     return [items[i : i + chunksize] for i in range(0, len(items), chunksize)]
 
 
@@ -54,7 +58,7 @@ def _check_frame(df: Any, what: str) -> None:
     import pandas as pd
 
     if not isinstance(df, pd.DataFrame | pd.Series):
-        raise ConfigError(
+        raise ArgumentTypeError(
             f"{what} takes a pandas DataFrame or Series, got {type(df).__name__}; "
             "use azhpc.map_blocks for numpy arrays and azhpc.map for other collections"
         )
@@ -63,7 +67,7 @@ def _check_frame(df: Any, what: str) -> None:
 def row_bounds(df: Any, partitions: int) -> list[tuple[int, int]]:
     """``(start, stop)`` of ``partitions`` consecutive row ranges of (nearly) equal length."""
     _check_frame(df, "map_partitions")
-    partitions = _whole_number("partitions", partitions)
+    partitions = whole_number("partitions", partitions)
     n = len(df)
     count = max(1, min(partitions, n))
     edges = [n * i // count for i in range(count + 1)]
@@ -94,7 +98,7 @@ def partition_codes(
     import pandas as pd
 
     _check_frame(df, "map_partitions")
-    partitions = _whole_number("partitions", partitions)
+    partitions = whole_number("partitions", partitions)
     if not isinstance(df, pd.DataFrame):
         raise ConfigError("map_partitions(..., by=...) needs a DataFrame, not a Series")
     keys = list(by) if isinstance(by, list | tuple) else [by]
@@ -140,13 +144,19 @@ def split_blocks(array: Any, blocks: int, axis: int) -> list[Any]:
     import numpy as np
 
     if not isinstance(array, np.ndarray):
-        raise ConfigError(
+        raise ArgumentTypeError(
             f"map_blocks takes a numpy array, got {type(array).__name__}; "
             "use azhpc.map_partitions for DataFrames"
         )
-    blocks = _whole_number("blocks", blocks)
+    blocks = whole_number("blocks", blocks)
     if array.ndim == 0:
         raise ConfigError("map_blocks needs an array with at least one dimension")
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise ArgumentTypeError(
+            f"map_blocks(axis=...) takes a whole number (0 for rows, 1 for columns, -1 for "
+            f"the last), got {type(axis).__name__}: {axis!r}"
+        )
+    axis = int(axis)
     if not -array.ndim <= axis < array.ndim:
         raise ConfigError(f"axis={axis} is out of range for an array of {array.ndim} dims")
     count = max(1, min(blocks, array.shape[axis]))

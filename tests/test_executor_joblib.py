@@ -45,6 +45,23 @@ def test_executor_retries(session, tmp_path):
         assert ex.submit(once_then_ok).result(timeout=60) == "ok"
 
 
+@pytest.mark.parametrize("chunksize", [0, -1, 1.5, True])
+def test_executor_map_refuses_a_bad_chunksize(session, chunksize):
+    with azhpc.Executor(session) as ex, pytest.raises(azhpc.ConfigError, match="chunksize") as info:
+        ex.map(abs, [1, 2], chunksize=chunksize)
+    assert isinstance(info.value, ValueError)  # as concurrent.futures' own executors raise
+
+
+def test_executor_map_refuses_bad_arguments_by_name(session):
+    with azhpc.Executor(session) as ex:
+        with pytest.raises(azhpc.ArgumentTypeError, match=r"Executor\.map takes a function"):
+            ex.map(5, [1, 2])
+        with pytest.raises(TypeError, match=r"iterable.*got NoneType"):
+            ex.map(abs, None)
+        with pytest.raises(azhpc.ArgumentTypeError, match="takes a function"):
+            ex.submit(None)
+
+
 def test_executor_refuses_work_after_shutdown(session):
     ex = azhpc.Executor(session)
     ex.shutdown()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -202,10 +203,126 @@ def test_unpicklable_argument_is_refused_before_running(session):
 def test_unpicklable_return_value_is_a_task_error(session):
     import threading
 
-    with pytest.raises(azhpc.TaskError, match="cannot be sent"):
+    with pytest.raises(azhpc.TaskError) as info:
         session.map(lambda _: threading.Lock(), [1])
+    message = info.value.remote_message
+    assert info.value.remote_type == "azhpc.errors.SerializationError"
+    assert "could not be sent back from the worker" in message
+    assert "to the workers" not in message
+    assert "_thread.lock" in message  # the type, not azhpc's wrapper around the value
+
+
+def test_open_file_is_refused_not_sent_as_a_copy(session, tmp_path):
+    path = tmp_path / "data.txt"
+    path.write_text("contents\n")
+    with path.open() as f:
+        with pytest.raises(azhpc.SerializationError, match="open file") as info:
+            session.map(lambda handle: handle.read(), [f])
+        assert str(path) in str(info.value) and "pass its path" in str(info.value)
+        with pytest.raises(azhpc.SerializationError, match="open file"):
+            session.submit(lambda: f.read())  # in a closure too
+        with pytest.raises(azhpc.SerializationError, match="open file"):
+            session.submit(len, f)  # as an argument of submit
+    with path.open("rb") as f, pytest.raises(azhpc.SerializationError, match="open file"):
+        session.submit(len, f)
+    assert session.map(lambda p: Path(p).read_text(), [str(path)]) == ["contents\n"]
+
+
+def test_map_refuses_bad_arguments_by_name(session):
+    with pytest.raises(azhpc.ArgumentTypeError, match=r"map takes the items.*got NoneType"):
+        session.map(abs, None)
+    with pytest.raises(TypeError, match="iterable"):  # also a TypeError, as builtins.map's
+        session.submit_map(abs, 5)
+    with pytest.raises(azhpc.ArgumentTypeError, match="map takes a function first"):
+        session.map(None, [1])
+    for chunksize in (0, -2, 1.5, "2"):
+        with pytest.raises(azhpc.ConfigError, match="chunksize must be a whole number >= 1"):
+            session.map(abs, [1], chunksize=chunksize)
+    assert session.map(abs, [-1, -2], chunksize=np.int64(1)) == [1, 2]
+
+
+def test_map_blocks_refuses_a_bad_axis_by_name(session):
+    a = np.arange(12.0).reshape(3, 4)
+    for axis in (1.5, "1", None):
+        with pytest.raises(azhpc.ArgumentTypeError, match=r"map_blocks\(axis=...\) takes a whole"):
+            session.map_blocks(np.sqrt, a, axis=axis)
+    with pytest.raises(azhpc.ConfigError, match="out of range"):
+        session.map_blocks(np.sqrt, a, axis=2)
+    with pytest.raises(TypeError, match="numpy array"):
+        session.map_blocks(np.sqrt, [1.0, 4.0])
+    np.testing.assert_array_equal(session.map_blocks(np.sqrt, a, axis=np.int64(1)), np.sqrt(a))
 
 
 def test_bad_retries_value_is_refused(session):
     with pytest.raises(azhpc.ConfigError, match="retries"):
         session.map(square, [1], retries=-1)
+
+
+class _TaskBaseException(BaseException):
+    """Not an Exception: like KeyboardInterrupt, it slips past ``except Exception``."""
+
+
+def _raise_keyboard_interrupt(x):
+    raise KeyboardInterrupt(f"interrupted at {x}")
+
+
+def _raise_base_exception(x):
+    raise _TaskBaseException(f"base at {x}")
+
+
+@pytest.mark.parametrize(
+    ("function", "remote_type", "message"),
+    [
+        (_raise_keyboard_interrupt, "KeyboardInterrupt", "interrupted at 1"),
+        (_raise_base_exception, "_TaskBaseException", "base at 1"),
+    ],
+)
+def test_task_raising_a_base_exception_is_reported_as_what_it_is(
+    session, function, remote_type, message
+):
+    if session.backend.runs_in_caller and remote_type == "KeyboardInterrupt":
+        pytest.skip("in the caller's thread a KeyboardInterrupt is the user's Ctrl-C")
+    job = session.submit_map(function, [1])
+    with pytest.raises(azhpc.TaskError) as info:
+        job.result(timeout=120)
+    error = info.value
+    assert error.remote_type.rsplit(".", 1)[-1] == remote_type
+    assert error.remote_message == message
+    assert "out of memory" not in str(error) and "died" not in str(error)
+    # The worker was not killed for it, so the task was not run again.
+    assert error.attempts == 1 and job.tasks[0].retry_count == 0
+    assert session.map(square, [3]) == [9]  # and the session still works
+
+
+def _rebuilt_only_in(pid):
+    import os
+
+    if os.getpid() != pid:
+        raise RuntimeError("this object only rebuilds in its own process")
+    return _OnlyHere(pid)
+
+
+class _OnlyHere:
+    def __init__(self, pid):
+        self.pid = pid
+
+    def __reduce__(self):
+        return (_rebuilt_only_in, (self.pid,))
+
+
+def test_argument_that_cannot_be_rebuilt_on_the_worker_says_so(session):
+    import os
+
+    job = session.submit_map(lambda o: o.pid, [_OnlyHere(os.getpid())])
+    if session.backend.name in ("debug", "threads"):  # tasks run in this process: no worker
+        assert job.result(timeout=60) == [os.getpid()]
+        return
+    with pytest.raises(azhpc.TaskError) as info:
+        job.result(timeout=120)
+    error = info.value
+    assert error.remote_type == "azhpc.errors.SerializationError"
+    assert "could not be rebuilt (unpickled) on the worker" in error.remote_message
+    assert "RuntimeError: this object only rebuilds in its own process" in error.remote_message
+    assert "Make the module importable on the workers" in error.remote_message
+    assert "out of memory" not in str(error)
+    assert error.attempts == 1 and job.tasks[0].retry_count == 0

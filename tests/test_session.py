@@ -137,3 +137,32 @@ def test_lake_and_usql_are_attributes_of_azhpc_and_stay_light(tmp_path):
     url, heavy = json.loads(done.stdout.strip().splitlines()[-1])
     assert url == str(tmp_path / "x")
     assert heavy == []
+
+
+def test_settings_where_names_only_arguments_connect_takes(tmp_path, monkeypatch):
+    """Every ``connect(x=...)`` an error message recommends is one ``connect()`` accepts (it
+    used to recommend connect(batch_url=...), which connect() refuses)."""
+    import inspect
+    import re
+
+    from azhpc import config
+
+    monkeypatch.setenv("AZHPC_CONFIG", str(tmp_path / "none.toml"))
+    settings = config.resolve_settings("azure", account_name="someaccount", environ={})
+    accepted = set(inspect.signature(azhpc.connect).parameters)
+    for setting in (*config.ENVIRONMENT, "credential", "batch_url", "blob_endpoint"):
+        hint = settings.where(setting)
+        for named in re.findall(r"connect\((\w+)=", hint):
+            assert named in accepted, f"{setting}: {hint}"
+    assert "connect(batch_url" not in settings.where("batch_url")
+    assert "AZHPC_BATCH_URL" in settings.where("batch_url")
+    assert settings.where("account_name").startswith("connect(account_name=...)")
+    with pytest.raises(azhpc.ConfigError) as info:
+        azhpc.connect("azure", account_name="someaccount")
+    assert "connect(batch_url" not in str(info.value)
+
+
+def test_pool_on_a_local_session_names_a_real_way_to_get_batch(local_session):
+    with pytest.raises(azhpc.ConfigError, match="AZHPC_BATCH_URL") as info:
+        azhpc.Pool("p", session=local_session)
+    assert "batch_url=" not in str(info.value)

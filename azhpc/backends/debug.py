@@ -43,7 +43,7 @@ class DebugBackend(Backend):
             task_input = decode(task.input)
             events.task_running(task.task_id, node="debug")
             for attempt in range(1, spec.retries + 2):
-                outcome = run_task(function, task_input, echo_output=True)
+                outcome = run_task(function, task_input, echo_output=True, in_caller=True)
                 # The return value must survive the trip back, as it must on a real pool.
                 outcome = decode(encode_outcome(outcome))
                 if outcome.ok or attempt > spec.retries:

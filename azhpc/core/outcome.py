@@ -66,8 +66,13 @@ class RemoteError:
     def capture(cls, exc: BaseException) -> RemoteError:
         """Describe ``exc``, leaving out azhpc's own frames (the task wrappers, the worker)."""
         summary = traceback.TracebackException.from_exception(exc)
-        kept = [f for f in summary.stack if not _hidden(f.filename)]
-        summary.stack = traceback.StackSummary.from_list(kept)
+        seen: set[int] = set()
+        link: traceback.TracebackException | None = summary
+        while link is not None and id(link) not in seen:  # the chained causes too
+            seen.add(id(link))
+            kept = [f for f in link.stack if not _hidden(f.filename)]
+            link.stack = traceback.StackSummary.from_list(kept)
+            link = link.__cause__ or link.__context__
         text = "".join(summary.format())
         kind = type(exc)
         name = (
@@ -106,6 +111,9 @@ class TaskOutcome:
         Where it ran (host and worker process).
     seconds
         How long the task's function ran.
+    retried
+        The errors of earlier attempts that the worker itself ran again (a Batch task runs
+        its function up to ``retries`` more times in the same process), oldest first.
     """
 
     result: TaskResult
@@ -114,6 +122,7 @@ class TaskOutcome:
     output: str = ""
     node: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     seconds: float = 0.0
+    retried: tuple[RemoteError, ...] = ()
 
     @property
     def ok(self) -> bool:

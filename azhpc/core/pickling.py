@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import sys
 import types
 from collections.abc import Callable
 from typing import Any
@@ -45,13 +46,35 @@ def dumps(
         return file.getvalue()
 
 
+#: Open files of the file system. cloudpickle would send a copy of a text file open for
+#: reading (its contents, as a StringIO): the worker would read a snapshot, and writes would
+#: go nowhere. azhpc refuses them all.
+_FILE_TYPES = (io.TextIOWrapper, io.BufferedReader, io.BufferedWriter, io.BufferedRandom, io.FileIO)
+
+
+def _refuse_file(obj: Any) -> None:
+    name = getattr(obj, "name", "?")
+    mode = getattr(obj, "mode", "?")
+    raise pickle.PicklingError(
+        f"an open file ({name!r}, mode {mode!r}) cannot be sent to or from a worker; pass "
+        "its path (or a lake URL, on a pool) instead and open it inside the function"
+    )
+
+
 class _NamedCodePickler(cloudpickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, _FILE_TYPES) and not _is_standard_stream(obj):
+            _refuse_file(obj)
         if type(obj) is types.CodeType and obj.co_filename != _UNNAMED:
             # The renamed copy goes through cloudpickle's own code reducer (it is _UNNAMED,
             # so it does not come back here); nested code objects in its constants do.
             return _renamed, (obj.replace(co_filename=_UNNAMED), obj.co_filename)
         return super().reducer_override(obj)
+
+
+def _is_standard_stream(obj: Any) -> bool:
+    """sys.stdout and sys.stderr travel as the worker's own (cloudpickle's rule)."""
+    return any(obj is s for s in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__))
 
 
 def _renamed(code: types.CodeType, filename: str) -> types.CodeType:

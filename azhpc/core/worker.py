@@ -20,7 +20,15 @@ from azhpc.core.signing import seal
 from azhpc.core.states import TaskResult
 from azhpc.errors import SerializationError
 
-__all__ = ["BATCH_FILES", "encode_outcome", "run_batch_task", "run_task"]
+__all__ = [
+    "BATCH_FILES",
+    "JOB_KEY_VARIABLE",
+    "RETRIES_VARIABLE",
+    "encode_outcome",
+    "rebuild",
+    "run_batch_task",
+    "run_task",
+]
 
 #: The files of a Batch task in its working folder: inputs (ResourceFiles) and outcome.
 BATCH_FILES = {
@@ -31,6 +39,9 @@ BATCH_FILES = {
 }
 #: The environment variable holding the job's HMAC key (hex) on Batch nodes.
 JOB_KEY_VARIABLE = "AZHPC_JOB_KEY"
+#: The environment variable holding a Batch task's ``retries`` (runs again after its function
+#: raised); Batch's own ``maxTaskRetryCount`` is left for workers that die.
+RETRIES_VARIABLE = "AZHPC_TASK_RETRIES"
 
 #: Keep at most this much of what a task prints (the end of it).
 OUTPUT_LIMIT = 1 << 20
@@ -61,12 +72,42 @@ class _Capture(io.TextIOBase):
         return "".join(self._parts)[-OUTPUT_LIMIT:]
 
 
+def rebuild(payload: Payload | bytes, *, what: str) -> Any:
+    """Unpickle ``payload`` on a worker; a failure is a :class:`SerializationError` saying so.
+
+    Parameters
+    ----------
+    payload
+        What the client encoded.
+    what
+        How to name it in the message (``"the input of task-00003"``, ``"the function"``).
+
+    Raises
+    ------
+    SerializationError
+        The object could not be rebuilt here (a module it needs is missing on the worker, or
+        its class's ``__setstate__`` / ``__reduce__`` fails here); the message has the
+        unpickling error and what to do.
+    """
+    try:
+        return decode(payload)
+    except Exception as exc:
+        raise SerializationError(
+            f"{what} could not be rebuilt (unpickled) on the worker: "
+            f"{type(exc).__name__}: {exc}. A module it needs may be missing on the worker, or "
+            "its class may fail to rebuild there (its __reduce__ or __setstate__ raised). "
+            "Make the module importable on the workers, or pass plain data (numbers, "
+            "strings, frames, a path or lake URL) and build the object inside the function."
+        ) from exc
+
+
 def run_task(
     function: Callable[[Any], Any],
     task_input: Any,
     *,
     capture_output: bool = True,
     echo_output: bool = False,
+    in_caller: bool = False,
 ) -> TaskOutcome:
     """Run ``function(task_input)`` and return its outcome; never raises for the task's errors.
 
@@ -80,6 +121,10 @@ def run_task(
         Collect what the task prints (``sys.stdout``/``sys.stderr``) into the outcome.
     echo_output
         Also print it as it comes (the in-process debug backend).
+    in_caller
+        The task runs in the user's own process (the debug backend): ``KeyboardInterrupt``
+        is the user's Ctrl-C and propagates. Elsewhere (worker processes ignore SIGINT) a
+        ``KeyboardInterrupt``, like any other ``BaseException``, is the task's own failure.
 
     Returns
     -------
@@ -94,9 +139,9 @@ def run_task(
         else:
             with contextlib.redirect_stdout(capture), contextlib.redirect_stderr(capture):
                 value = function(task_input)
-    except (Exception, SystemExit) as exc:  # the task's error becomes its outcome
-        # KeyboardInterrupt is not caught: in-process (debug backend) it is the user's Ctrl-C,
-        # and worker processes ignore SIGINT.
+    except BaseException as exc:  # the task's error becomes its outcome
+        if in_caller and isinstance(exc, KeyboardInterrupt):
+            raise
         return TaskOutcome(
             TaskResult.FAILURE,
             error=RemoteError.capture(exc),
@@ -114,16 +159,41 @@ def run_task(
 def encode_outcome(outcome: TaskOutcome) -> Payload:
     """Serialize an outcome; a return value that cannot be pickled becomes the task's failure."""
     try:
-        return encode(outcome, what="the task's return value")
+        return encode(outcome, what="the task's outcome")
     except SerializationError as exc:
+        kind = type(_unpicklable_part(outcome.value))
+        cause = exc.__cause__ or exc
+        try:  # raised, so that the error carries the pickling error as its cause
+            raise SerializationError(
+                f"the task's return value could not be sent back from the worker: it is or "
+                f"holds a {kind.__module__}.{kind.__qualname__}, which cannot be pickled "
+                f"({type(cause).__name__}: {cause}). Return plain data "
+                "(numbers, strings, lists, dicts, frames, arrays) instead: for an open file or "
+                "a connection, return what you read from it, or write to the lake and return "
+                "the path."
+            ) from cause
+        except SerializationError as error:
+            back = error
         failure = TaskOutcome(
             TaskResult.FAILURE,
-            error=RemoteError.capture(exc),
+            error=RemoteError.capture(back),
             output=outcome.output,
             node=outcome.node,
             seconds=outcome.seconds,
         )
         return encode(failure, what="the task's outcome")
+
+
+def _unpicklable_part(value: Any, depth: int = 0) -> Any:
+    """The innermost item of a list, tuple or dict ``value`` that does not pickle (else
+    ``value``): the map wrappers return lists of the user's values."""
+    if depth < 8 and isinstance(value, list | tuple | dict):
+        for item in value.values() if isinstance(value, dict) else value:
+            try:
+                encode(item)
+            except SerializationError:
+                return _unpicklable_part(item, depth + 1)
+    return value
 
 
 def run_batch_task(working_dir: str = ".") -> int:
@@ -132,8 +202,13 @@ def run_batch_task(working_dir: str = ".") -> int:
     Reads :data:`BATCH_FILES` ``function``, ``input`` and (if present) ``shared``, runs the
     task, and writes its outcome, sealed with the job's key from ``$AZHPC_JOB_KEY`` so that the
     client can tell it was written by this job, to the ``outcome`` file, which the task's
-    OutputFiles upload. Returns 0 when the task succeeded and 1 when it failed, so that Batch's
-    ``maxTaskRetryCount`` retries failed tasks.
+    OutputFiles upload.
+
+    A function that raises is run again in this process up to ``$AZHPC_TASK_RETRIES`` more
+    times (the job's ``retries``); the outcome lists the earlier attempts' errors. Returns 0
+    whenever an outcome was written, success or failure: a non-zero exit means the worker
+    died (killed, out of memory, crashed), which Batch's ``maxTaskRetryCount`` (the job's
+    ``max_worker_losses``) retries, as the local backend replaces a dead worker.
     """
     import dataclasses
     import functools
@@ -150,7 +225,8 @@ def run_batch_task(working_dir: str = ".") -> int:
 
     def load(name: str) -> Any:
         with open(os.path.join(working_dir, BATCH_FILES[name]), "rb") as f:
-            return decode(payload_from_bytes(f.read(), what=f"the task's {name}"))
+            what = f"the task's {name}"
+            return rebuild(payload_from_bytes(f.read(), what=what), what=what)
 
     try:
         function = load("function")
@@ -160,7 +236,13 @@ def run_batch_task(working_dir: str = ".") -> int:
     except Exception as exc:  # e.g. a module the node does not have: the task's failure
         outcome = TaskOutcome(TaskResult.FAILURE, error=RemoteError.capture(exc))
     else:
+        retries = _retries_setting(os.environ.get(RETRIES_VARIABLE))
+        earlier: list[RemoteError] = []
         outcome = run_task(function, task_input)
+        while not outcome.ok and outcome.error is not None and len(earlier) < retries:
+            earlier.append(outcome.error)
+            outcome = run_task(function, task_input)
+        outcome = dataclasses.replace(outcome, retried=tuple(earlier))
     node = os.environ.get("AZ_BATCH_NODE_ID")
     if node:
         outcome = dataclasses.replace(outcome, node=node)
@@ -170,4 +252,11 @@ def run_batch_task(working_dir: str = ".") -> int:
     with open(tmp, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
-    return 0 if outcome.ok else 1
+    return 0
+
+
+def _retries_setting(text: str | None) -> int:
+    try:
+        return max(0, int(text or 0))
+    except ValueError:
+        return 0

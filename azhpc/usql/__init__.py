@@ -108,9 +108,19 @@ def compile(
         With an ADLA-style code, the line and column, and the source line with a caret.
     """
 
-    tree = parse(script, name)
-    bound = bind(tree, dict(params or {}), now)
-    return CompiledScript(name, script, tree, bound, plan(bound, keep))
+    try:
+        tree = parse(script, name)
+        bound = bind(tree, dict(params or {}), now)
+        return CompiledScript(name, script, tree, bound, plan(bound, keep))
+    except RecursionError:
+        # Expressions are refused at their limits with a position (parse_expr.MAX_NESTING,
+        # MAX_DEPTH); this is the rest (subqueries in subqueries ...), without one.
+        raise UsqlError(
+            ErrorCode.NOT_SUPPORTED,
+            "not supported: a script nested this deeply (queries inside queries, or "
+            "expressions, hundreds of levels deep); split it into several statements",
+            script=name,
+        ) from None
 
 
 def execute(
@@ -118,7 +128,7 @@ def execute(
     *,
     lake: Lake | RootedFileSystem | str | os.PathLike[str],
     run_groups: RunGroups | None = None,
-    progress: StageProgress | None = None,
+    progress: StageProgress | bool | None = None,
     keep_connection: bool = False,
 ) -> ExecutionResult:
     """Run a compiled script against a lake.
@@ -133,7 +143,7 @@ def execute(
     run_groups : callable, optional
         ``run_groups(reducer, frames) -> list of frames``: how REDUCE groups are run. The
         reducer is picklable (cloudpickle or pickle); the default runs them in this process.
-    progress : StageProgress, optional
+    progress : StageProgress or bool, optional
         Per-step callbacks.
     keep_connection : bool
         Keep rowsets available through :meth:`ExecutionResult.rowset`.
@@ -166,7 +176,7 @@ def run_local(
     params: Mapping[str, object] | None = None,
     run_groups: RunGroups | None = None,
     name: str = "script.usql",
-    progress: StageProgress | None = None,
+    progress: StageProgress | bool | None = None,
     keep: Iterable[str] = (),
 ) -> ExecutionResult:
     """Compile and run a script with paths resolved under a local folder.

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from azhpc.usql import bound as b
 from azhpc.usql.errors import ErrorCode, Span, UsqlError
 from azhpc.usql.extract import EXTRACT_MARK, diagnose, extract_sql, list_files, virtual_value
-from azhpc.usql.jobs import StageEvent, StageProgress
+from azhpc.usql.jobs import StageEvent, StageProgress, stage_progress
 from azhpc.usql.output import output_sql, write_batches
 from azhpc.usql.planner import Plan, Step, StepKind
 from azhpc.usql.reducer import ReducerFailure, RunGroups, run_groups_in_process
@@ -273,7 +273,7 @@ def execute_plan(
     lake: RootedFileSystem,
     *,
     run_groups: RunGroups | None = None,
-    progress: StageProgress | None = None,
+    progress: StageProgress | bool | None = None,
     keep_connection: bool = False,
 ) -> ExecutionResult:
     """Run a plan against a lake.
@@ -285,8 +285,8 @@ def execute_plan(
         Where script paths resolve (a lake's :meth:`~azhpc.lake.Lake.filesystem`).
     run_groups : callable, optional
         ``run_groups(reducer, frames) -> frames``; default: a loop in this process.
-    progress : StageProgress, optional
-        Receives per-step events.
+    progress : StageProgress or bool, optional
+        Receives per-step events (``True``: a line per step on stderr).
     keep_connection : bool
         Keep the DuckDB connection so :meth:`ExecutionResult.rowset` works.
 
@@ -297,7 +297,11 @@ def execute_plan(
     """
     with tempfile.TemporaryDirectory(prefix="azhpc-usql-") as scratch:
         run = _Run(
-            plan, lake, run_groups or run_groups_in_process, progress or StageProgress(), scratch
+            plan,
+            lake,
+            run_groups or run_groups_in_process,
+            stage_progress(progress) or StageProgress(),
+            scratch,
         )
         try:
             result = run.run()

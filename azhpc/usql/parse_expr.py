@@ -8,13 +8,22 @@ names, ``@variables``, member access, calls, indexing, ``new``).
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from decimal import Decimal
 
 from azhpc.usql import nodes as n
 from azhpc.usql.errors import ErrorCode, Span, UsqlError
 from azhpc.usql.tokens import Token, TokenKind
 
-__all__ = ["AGGREGATES", "ExpressionParser"]
+__all__ = ["AGGREGATES", "MAX_DEPTH", "MAX_NESTING", "ExpressionParser"]
+
+#: How many parentheses, calls, brackets and IN lists an expression may nest. Each level costs
+#: this recursive-descent parser about 15 Python frames (one per precedence level).
+MAX_NESTING = 32
+#: How deep an expression's tree may be: a chain ``a + b + c ...`` or ``c1 ? v1 : c2 ? ...`` is
+#: as deep as it is long, and the binder and SQL generator walk trees recursively.
+MAX_DEPTH = 150
 
 #: Built-in aggregates (upper-case names followed by a parenthesis).
 AGGREGATES = frozenset({"COUNT", "SUM", "AVG", "MIN", "MAX", "ARRAY_AGG", "MAP_AGG", "ANY_VALUE"})
@@ -38,6 +47,8 @@ class ExpressionParser:
         self.source = source
         self.script = script
         self.i = 0
+        self.nesting = 0  # parse_expr calls open now (parentheses, calls, brackets)
+        self.chain = 0  # unary, ?: and ?? operators being parsed recursively now
 
     # ------------------------------------------------------------------ cursor helpers
     @property
@@ -166,15 +177,64 @@ class ExpressionParser:
 
     # ------------------------------------------------------------------ expressions
     def parse_expr(self) -> n.Expr:
-        return self.parse_conditional()
+        if self.nesting > MAX_NESTING:  # the outermost expression is level 0
+            raise self.unsupported(
+                f"expressions nested more than {MAX_NESTING} levels deep (parentheses, calls, "
+                "brackets); compute the inner part in an earlier SELECT, or write it flatter"
+            )
+        self.nesting += 1
+        try:
+            expr = self.parse_conditional()
+        finally:
+            self.nesting -= 1
+        if self.nesting == 0:
+            self.check_depth(expr)
+        return expr
+
+    def check_depth(self, expr: n.Expr) -> None:
+        """Refuse a tree deeper than :data:`MAX_DEPTH` at the first node below that depth
+        (walked with a list, not recursively)."""
+        stack: list[tuple[object, int]] = [(expr, 1)]
+        while stack:
+            node, depth = stack.pop()
+            if depth > MAX_DEPTH:
+                raise self.too_deep(_span_of(node))  # type: ignore[arg-type]
+            for field in dataclasses.fields(node):  # type: ignore[arg-type]
+                value = getattr(node, field.name)
+                children = value if isinstance(value, tuple) else (value,)
+                stack.extend(
+                    (child, depth + 1) for child in children if dataclasses.is_dataclass(child)
+                )
+
+    def too_deep(self, span: Span | None = None) -> UsqlError:
+        return UsqlError(
+            ErrorCode.NOT_SUPPORTED,
+            f"not supported: expressions more than {MAX_DEPTH} operators deep (a chain like "
+            "a + b + ... or c1 ? v1 : c2 ? ... is as deep as it is long); compute parts in "
+            "an earlier SELECT and combine those, or write it flatter",
+            script=self.script,
+            span=span or self.tok.span,
+            source=self.source,
+        )
+
+    def _chained(self, parse: Callable[[], n.Expr], operator: Token) -> n.Expr:
+        """``parse()`` the operand of ``operator``, one level deeper in a recursive chain
+        (unary, cast, ?:, ??)."""
+        if self.chain >= MAX_DEPTH:
+            raise self.too_deep(operator.span)
+        self.chain += 1
+        try:
+            return parse()
+        finally:
+            self.chain -= 1
 
     def parse_conditional(self) -> n.Expr:
         cond = self.parse_coalesce()
         if self.tok.is_op("?"):
             token = self.next()
-            then = self.parse_conditional()
+            then = self._chained(self.parse_conditional, token)
             self.expect_op(":")
-            otherwise = self.parse_conditional()
+            otherwise = self._chained(self.parse_conditional, token)
             return n.Conditional(cond, then, otherwise, token.span)
         if self.tok.is_op("=>"):
             raise self.unsupported("lambda expressions")
@@ -184,7 +244,7 @@ class ExpressionParser:
         left = self.parse_or()
         if self.tok.is_op("??"):
             token = self.next()
-            right = self.parse_coalesce()  # right-associative
+            right = self._chained(self.parse_coalesce, token)  # right-associative
             return n.Binary("??", left, right, token.span)
         return left
 
@@ -289,18 +349,18 @@ class ExpressionParser:
         token = self.tok
         if token.is_op("!", "-", "+", "~"):
             self.next()
-            operand = self.parse_unary()
+            operand = self._chained(self.parse_unary, token)
             if token.value == "-" and isinstance(operand, n.Literal) and _is_number(operand):
                 return n.Literal(-operand.value, operand.kind, token.span)  # type: ignore[operator]
             return n.Unary(str(token.value), operand, token.span)
         if token.is_keyword("NOT"):
             self.next()
-            return n.Unary("!", self.parse_unary(), token.span)
+            return n.Unary("!", self._chained(self.parse_unary, token), token.span)
         if token.is_op("(") and self.looks_like_cast():
             self.next()
             type_ref = self.parse_type()
             self.expect_op(")")
-            return n.Cast(type_ref, self.parse_unary(), token.span)
+            return n.Cast(type_ref, self._chained(self.parse_unary, token), token.span)
         return self.parse_postfix(self.parse_primary())
 
     def parse_postfix(self, expr: n.Expr) -> n.Expr:

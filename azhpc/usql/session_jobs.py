@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 import azhpc.usql as usql
 from azhpc.config import resolve_settings
+from azhpc.errors import ConfigError
 from azhpc.session import current_session
 from azhpc.usql.errors import ErrorCode, UsqlError
-from azhpc.usql.jobs import JobResult, JobState, StageEvent, StageProgress
+from azhpc.usql.jobs import JobResult, JobState, StageEvent, StageProgress, stage_progress
 from azhpc.usql.reduce_tasks import PoolRunGroups
 
 if TYPE_CHECKING:
@@ -219,11 +220,14 @@ class UsqlJob(Future):
         name: str | None = None,
         lake: Lake | RootedFileSystem | str | os.PathLike[str] | None = None,
         keep: Iterable[str] = (),
-        progress: StageProgress | None = None,
+        progress: StageProgress | bool | None = None,
     ) -> None:
         super().__init__()
         if isinstance(parallelism, bool) or not isinstance(parallelism, int) or parallelism < 1:
-            raise ValueError(f"parallelism must be a whole number >= 1, got {parallelism!r}")
+            raise ConfigError(
+                f"parallelism must be a whole number >= 1 (REDUCE tasks; 1 runs in this "
+                f"process), got {parallelism!r}"
+            )
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.job_id = f"usql-{stamp}-{uuid.uuid4().hex[:6]}"
         self.name = name or "script.usql"
@@ -233,7 +237,7 @@ class UsqlJob(Future):
         self.keep = tuple(keep)
         self._pool = pool
         self._lake = lake
-        self._forward = progress
+        self._forward = stage_progress(progress)
         self._lock = threading.Lock()
         self._cancel = threading.Event()
         self._adla_state = JobState.ACCEPTED
@@ -461,7 +465,7 @@ def submit(
     name: str | None = None,
     lake: Lake | RootedFileSystem | str | os.PathLike[str] | None = None,
     keep: Iterable[str] = (),
-    progress: StageProgress | None = None,
+    progress: StageProgress | bool | None = None,
 ) -> UsqlJob:
     """Start a U-SQL job in a background thread; return the running :class:`UsqlJob`.
 
@@ -484,8 +488,9 @@ def submit(
         a local folder (the CLI's ``--lake-root``).
     keep : iterable of str
         Rowsets to keep for :meth:`UsqlJob.rowset` (``--show`` of ``%%usql``).
-    progress : StageProgress, optional
-        Also receives the executor's per-step events.
+    progress : StageProgress or bool, optional
+        Also receives the executor's per-step events; ``True`` prints a line per step to
+        stderr, ``False`` or ``None`` nothing.
 
     Returns
     -------
@@ -521,7 +526,7 @@ def run(
     name: str | None = None,
     lake: Lake | RootedFileSystem | str | os.PathLike[str] | None = None,
     keep: Iterable[str] = (),
-    progress: StageProgress | None = None,
+    progress: StageProgress | bool | None = None,
 ) -> UsqlJob:
     """Run a U-SQL job to its end in this thread; return the finished :class:`UsqlJob`.
 

@@ -162,6 +162,58 @@ def test_task_that_kills_its_process_reports_exit_code_and_stderr_tail(batch_ses
     assert "about to die" in message
 
 
+def test_task_whose_worker_dies_is_run_again_as_the_guide_says(batch_session, tmp_path):
+    """docs/user-guide.md: a task that kills its worker process is run again up to 3 times,
+    counted in its retry_count (retries=0: that is for functions that raise)."""
+    marker = tmp_path / "attempts"
+
+    def dies_twice(x: int) -> int:
+        with marker.open("a") as f:
+            f.write(".")
+        if len(marker.read_text()) < 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return x + 1
+
+    job = batch_session.submit_map(dies_twice, [1], chunksize=1)
+    assert job.result(timeout=120) == [2]
+    assert marker.read_text() == "..."
+    assert job.tasks[0].retry_count == 2 and job.progress.retried == 2
+
+
+def test_task_whose_worker_always_dies_fails_after_three_retries(batch_session, tmp_path):
+    marker = tmp_path / "attempts"
+
+    def always_dies(x: int) -> int:
+        with marker.open("a") as f:
+            f.write(".")
+        os.kill(os.getpid(), signal.SIGKILL)
+        return x
+
+    job = batch_session.submit_map(always_dies, [1], chunksize=1)
+    with pytest.raises(azhpc.TaskError) as caught:
+        job.result(timeout=120)
+    assert caught.value.remote_type == "azhpc.errors.WorkerLostError"
+    assert "died 4 times, so it is not retried again" in str(caught.value)
+    assert marker.read_text() == "...."  # 1 + max_worker_losses (3)
+    assert job.tasks[0].retry_count == 3
+
+
+def test_function_that_raises_runs_retries_more_times_not_more(batch_session, tmp_path):
+    marker = tmp_path / "attempts"
+
+    def raises(x: int) -> int:
+        with marker.open("a") as f:
+            f.write(".")
+        raise OSError(f"attempt {len(marker.read_text())}")
+
+    job = batch_session.submit_map(raises, [1], chunksize=1, retries=1)
+    with pytest.raises(azhpc.TaskError, match="after 2 attempts") as caught:
+        job.result(timeout=120)
+    assert caught.value.remote_message == "attempt 2"
+    assert marker.read_text() == ".."  # Batch did not run it again on top of retries=1
+    assert job.tasks[0].retry_count == 1
+
+
 def test_outcome_changed_in_storage_is_refused_not_unpickled(batch_session):
     from azhpc.core.signing import seal
 

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from azhpc.core.calls import ApplyEach
 from azhpc.core.payload import (
@@ -59,7 +60,8 @@ def test_encode_outcome_unpicklable_value_becomes_failure():
     outcome = run_task(lambda _: threading.Lock(), None)
     back = decode(encode_outcome(outcome))
     assert back.result is TaskResult.FAILURE
-    assert "cannot be sent" in back.error.message
+    assert "could not be sent back from the worker" in back.error.message
+    assert "_thread.lock" in back.error.message
 
 
 def test_payload_file_round_trip_maps_buffers_writable(tmp_path):
@@ -102,3 +104,14 @@ def test_worker_module_without_arguments_prints_usage():
     )
     assert done.returncode == 2
     assert "usage" in done.stderr
+
+
+def test_run_task_keyboard_interrupt_is_a_task_failure_off_the_caller():
+    def interrupted(_):
+        raise KeyboardInterrupt("from the task")
+
+    outcome = run_task(interrupted, None)
+    assert outcome.result is TaskResult.FAILURE
+    assert outcome.error.type_name == "KeyboardInterrupt"
+    with pytest.raises(KeyboardInterrupt):  # in the caller's thread, it is the user's Ctrl-C
+        run_task(interrupted, None, in_caller=True)

@@ -50,3 +50,15 @@ def test_cli_runtime_error_exits_1(lake: Path, tmp_path: Path) -> None:
     done = _cli(str(script), "--lake-root", str(lake), "--parallelism", "2")
     assert done.returncode == 1
     assert done.stderr.startswith(f"{script}:2:1: E_STORE_USER_FILENOTFOUND: ")
+
+
+def test_cli_script_not_utf8_says_where_and_what_to_do(lake: Path, tmp_path: Path) -> None:
+    script = tmp_path / "latin1.usql"
+    text = '@a = SELECT * FROM (VALUES ("café")) AS T(a);\nOUTPUT @a TO "/o.csv" USING x;\n'
+    script.write_bytes(text.encode("cp1252"))
+    done = _cli(str(script), "--lake-root", str(lake))
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    first = done.stderr.splitlines()[0]
+    assert first.startswith(f"{script}:1:33: E_AZHPC_USQL_SCRIPT: the script is not UTF-8 text")
+    assert "byte 0xe9" in first and "save it as UTF-8" in first

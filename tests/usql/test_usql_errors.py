@@ -174,3 +174,50 @@ def test_errors_pickle_keeps_fields() -> None:
         error.column,
         str(error),
     )
+
+
+def _select(expr: str) -> str:
+    return (
+        f"@r = SELECT\n    {expr} AS a\n    FROM (VALUES (1)) AS T(x);\n"
+        'OUTPUT @r TO "/o.csv" USING Outputters.Csv();\n'
+    )
+
+
+@pytest.mark.parametrize(
+    ("expr", "column"),
+    [
+        # 1,000 parentheses: refused at the 33rd, where nesting got too deep.
+        ("(" * 1000 + "1" + ")" * 1000, 5 + 33),
+        # 1,000 nested calls: the argument of the 33rd call.
+        ("Math.Abs(" * 1000 + "1" + ")" * 1000, 5 + 33 * len("Math.Abs(")),
+        # 1,000 unary operators: refused at the 151st.
+        ("!" * 1000 + "true", 5 + 150),
+        # A chain of 1,000 additions is a tree 999 deep (a + b is one level per operator).
+        ("+".join(["1"] * 1000), 0),
+        ("true ? 1 : " * 1000 + "2", 0),
+    ],
+)
+def test_errors_too_deep_expression_is_refused_with_its_position(expr: str, column: int) -> None:
+    error = compile_error(_select(expr))
+    assert error.code is ErrorCode.NOT_SUPPORTED
+    assert "RecursionError" not in str(error)
+    assert error.line == 2 and error.column > 0
+    if column:
+        assert error.column == column
+    assert "levels deep" in error.message or "operators deep" in error.message
+    assert "earlier SELECT" in error.message
+    assert str(error).splitlines()[1].startswith("    ")  # the source line, with a caret
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "(" * 32 + "1" + ")" * 32,
+        "Math.Abs(" * 32 + "1" + ")" * 32,
+        "+".join(["1"] * 150),
+        "!" * 149 + "true",
+        "(" * 32 + "+".join(["1"] * 118) + ")" * 32,
+    ],
+)
+def test_errors_deep_expression_within_the_limits_runs(run, expr: str) -> None:
+    assert run(_select(expr)).outputs == {"/o.csv": 1}

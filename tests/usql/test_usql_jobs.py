@@ -206,6 +206,8 @@ def test_paths_resolve_in_the_session_lake(tmp_path: Path) -> None:
 def test_parallelism_must_be_positive() -> None:
     with pytest.raises(ValueError, match="parallelism"):
         usql.submit("", parallelism=0)
+    with pytest.raises(azhpc.ConfigError, match="parallelism must be a whole number"):
+        usql.run("", parallelism=1.5)
 
 
 def test_params_parse_literals_and_external_text() -> None:
@@ -216,3 +218,24 @@ def test_params_parse_literals_and_external_text() -> None:
     assert parse_params(["n=42"], 'DECLARE EXTERNAL @n string = "a";') == {"n": "42"}
     with pytest.raises(ValueError, match="NAME=VALUE"):
         parse_params(["novalue"])
+
+
+def test_run_progress_false_runs_without_callbacks(lake: Path, capsys) -> None:
+    job = usql.run(SIMPLE, lake=RootedFileSystem(lake), progress=False)
+    assert (job.state, job.outcome) == (JobState.ENDED, JobResult.SUCCEEDED)
+    assert job.outputs == {"/output/regions.csv": 7}
+    assert capsys.readouterr().err == ""
+
+
+def test_run_progress_true_prints_a_line_per_step(lake: Path, capsys) -> None:
+    job = usql.run(SIMPLE, lake=RootedFileSystem(lake), progress=True)
+    assert job.outcome is JobResult.SUCCEEDED
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" ", 1)[0] for line in lines] == ["[1/3]", "[2/3]", "[3/3]"]
+    assert lines[-1].startswith("[3/3] output") and "7 rows in" in lines[-1]
+
+
+def test_run_progress_of_another_kind_is_refused_before_the_job_starts(lake: Path) -> None:
+    with pytest.raises(azhpc.ArgumentTypeError, match="progress= takes True"):
+        usql.run(SIMPLE, lake=RootedFileSystem(lake), progress="yes")
+    assert not (lake / "output" / "regions.csv").exists()

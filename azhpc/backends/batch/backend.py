@@ -23,9 +23,12 @@ How a job runs:
 6. Once every outcome is gathered, the Batch job is deleted (Batch limits how many jobs an
    account holds); a job whose client died is left for ``azhpc.attach()``.
 
-Retries are Batch's own (``maxTaskRetryCount`` = the job's ``retries``): a failed attempt (the
-function raised, or the process died) runs again; a task whose node was preempted is requeued
-by Batch without counting as a retry, and shows as requeued in the progress.
+Retries: a function that raised is run again by the worker itself, in the same process, up to
+the job's ``retries`` times (the outcome lists the earlier errors, reported here as retries);
+a worker process that died (killed, out of memory, a native crash: no outcome, a non-zero
+exit) is retried by Batch (``maxTaskRetryCount`` = the job's ``max_worker_losses``, 3), as the
+local backend replaces a dead worker; a task whose node was preempted is requeued by Batch
+without counting as a retry, and shows as requeued in the progress.
 """
 
 from __future__ import annotations
@@ -498,9 +501,13 @@ class BatchBackend(Backend):
             )
         while seen.retries < retries:
             seen.retries += 1
-            message = f"attempt {seen.retries} failed; Batch runs the task again"
+            message = (
+                f"the worker process of task {task_id} died ({seen.retries} of at most "
+                f"{run.spec.max_worker_losses} times: killed, out of memory, or a crash in "
+                "native code); Batch runs the task again"
+            )
             run.events.task_retrying(
-                task_id, error=RemoteError("azhpc.errors.TaskAttemptFailed", message, message)
+                task_id, error=RemoteError("azhpc.errors.WorkerLostError", message, message)
             )
 
     def _complete(self, run: _Run, completed: list[tuple[str, Any]]) -> None:
@@ -523,6 +530,8 @@ class BatchBackend(Backend):
                 outcome = TaskOutcome(TaskResult.FAILURE, error=RemoteError.capture(error))
             if outcome is None:
                 outcome = self._lost(run, task_id, task)
+            for error in outcome.retried:  # the function raised; the worker ran it again
+                run.events.task_retrying(task_id, error=error)
             run.pending.discard(task_id)
             run.events.task_completed(task_id, outcome)
         if not run.pending:
@@ -547,9 +556,16 @@ class BatchBackend(Backend):
         stderr = self.store.read_log(run.spec.job_id, task_id, "stderr.txt")
         tail = stderr[-STDERR_TAIL:].decode(errors="replace") if stderr else "(no stderr)"
         node = getattr(task.node_info, "node_id", None) if task.node_info else None
+        retried = int(getattr(info, "retry_count", 0) or 0) if info else 0
+        times = (
+            f" Its worker died {retried + 1} times, so it is not retried again: check the "
+            "task's memory use, or use a VM size with more memory per task slot."
+            if retried
+            else ""
+        )
         error = WorkerLostError(
             f"task {task_id} of job {run.spec.job_id} ended without a result on node "
-            f"{node or '?'} ({why}). The end of its stderr:\n{tail}"
+            f"{node or '?'} ({why}).{times} The end of its stderr:\n{tail}"
         )
         return TaskOutcome(TaskResult.FAILURE, error=RemoteError.capture(error), node=node or "")
 

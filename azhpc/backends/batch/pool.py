@@ -81,7 +81,8 @@ class Pool(Session):
             raise ConfigError(
                 f"Batch pools need a Batch account, and the {parent.profile!r} session has none: "
                 "connect with azhpc.connect('emulated') (the local Batch emulator) or "
-                "azhpc.connect('azure') with batch_url= set"
+                "azhpc.connect('azure') with the account's URL in AZHPC_BATCH_URL or in "
+                "batch_url of [profiles.azure] in the config file (connect() takes no batch_url)"
             )
         if isinstance(spec, PoolSpec):
             if vm_size is not None or spec_options:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from azhpc.backends.batch.pool_body import MPI_USER
 from azhpc.core.spec import APP_ARCHIVE
-from azhpc.core.worker import BATCH_FILES
+from azhpc.core.worker import BATCH_FILES, RETRIES_VARIABLE
 
 if TYPE_CHECKING:
     from azhpc.backends.batch.lifecycle import BatchPool
@@ -90,7 +90,10 @@ class TaskBodies:
                 ),
                 output("../std*.txt", f"{job_folder}/logs/{task_id}", "taskfailure"),
             ],
-            "constraints": {"maxTaskRetryCount": spec.retries},
+            # The worker runs a function that raised again itself (retries); Batch retries
+            # a worker that died (killed, out of memory), as the local backend does.
+            "constraints": {"maxTaskRetryCount": spec.max_worker_losses},
+            "environmentSettings": [{"name": RETRIES_VARIABLE, "value": str(spec.retries)}],
         }
         if spec.placement is not None:
             self._place(body, spec, task.index)

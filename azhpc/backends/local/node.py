@@ -33,8 +33,11 @@ import sys
 import threading
 from typing import Any, BinaryIO
 
-from azhpc.core.payload import Payload, decode, read_payload_file, write_payload_file
-from azhpc.core.worker import encode_outcome, run_task
+from azhpc.core.outcome import RemoteError, TaskOutcome, hide_traceback_frames
+from azhpc.core.payload import Payload, read_payload_file, write_payload_file
+from azhpc.core.states import TaskResult
+from azhpc.core.worker import encode_outcome, rebuild, run_task
+from azhpc.errors import SerializationError
 
 __all__ = ["INLINE_LIMIT", "from_ref", "read_frame", "serve", "to_ref", "write_frame"]
 
@@ -42,6 +45,8 @@ __all__ = ["INLINE_LIMIT", "from_ref", "read_frame", "serve", "to_ref", "write_f
 INLINE_LIMIT = 1 << 20
 
 _HEADER = struct.Struct("<Q")
+
+hide_traceback_frames(__file__)  # a task's traceback starts in the user's code, not here
 
 
 def write_frame(out: BinaryIO, message: tuple[Any, ...]) -> None:
@@ -141,15 +146,23 @@ def serve(inp: BinaryIO, out: BinaryIO, *, parent_pid: int | None = None) -> Non
             if message is None:
                 return
             _, job_id, task_id, attempt, digest, ref = message
-            function = functions.get(digest)
-            if function is None:
-                function = functions[digest] = decode(raw_functions[digest])
-            if job_id in shared_refs:
-                with shared_lock:  # map and rebuild it once per job, whatever the slots
-                    if job_id not in shared:
-                        shared[job_id] = decode(from_ref(shared_refs[job_id]))
-                function = functools.partial(function, shared[job_id])
-            outcome = run_task(function, decode(from_ref(ref)))
+            try:
+                function = functions.get(digest)
+                if function is None:
+                    raw = raw_functions[digest]
+                    function = functions[digest] = rebuild(raw, what="the job's function")
+                if job_id in shared_refs:
+                    with shared_lock:  # map and rebuild it once per job, whatever the slots
+                        if job_id not in shared:
+                            shared[job_id] = rebuild(
+                                from_ref(shared_refs[job_id]), what="the job's shared input"
+                            )
+                    function = functools.partial(function, shared[job_id])
+                task_input = rebuild(from_ref(ref), what=f"the input of {task_id}")
+            except SerializationError as exc:  # the task's failure, not the worker's death
+                outcome = TaskOutcome(TaskResult.FAILURE, error=RemoteError.capture(exc))
+            else:
+                outcome = run_task(function, task_input)
             result = to_ref(
                 encode_outcome(outcome),
                 os.path.join(scratch, f"out-{node}-{job_id}-{task_id}-{attempt}"),
