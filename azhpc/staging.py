@@ -360,6 +360,9 @@ class PersistingEvents:
     def task_retrying(self, task_id: str, *, error: RemoteError, requeue: bool = False) -> None:
         self._job.task_retrying(task_id, error=error, requeue=requeue)
 
+    def job_failed(self, error: BaseException) -> None:
+        self._job.job_failed(error)
+
     def task_completed(self, task_id: str, outcome: TaskOutcome) -> None:
         if outcome.ok:
             # Only successes are kept: attach() runs a failed task again.

@@ -41,6 +41,10 @@ class JobEvents(Protocol):
     def task_completed(self, task_id: str, outcome: TaskOutcome) -> None:
         """The task finished for good, successfully or not."""
 
+    def job_failed(self, error: BaseException) -> None:
+        """The job's remaining tasks cannot run (e.g. no node of its pool can): it ends with
+        ``error``."""
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -351,6 +355,17 @@ class Job(Future):
                 self._finishing = True
         if last:
             self._finish()
+
+    def job_failed(self, error: BaseException) -> None:
+        """The backend cannot run the remaining tasks: the job ends now with ``error`` (tasks
+        that finished keep their outcomes, in :meth:`tasks`)."""
+        with self._lock:
+            if self._finishing:
+                return
+            self._finishing = True
+            self._state = JobState.COMPLETED
+            self._ended = time.monotonic()
+        self.set_exception(error)
 
     # -- the end ----------------------------------------------------------------------------
 

@@ -37,18 +37,20 @@ import concurrent.futures
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from azhpc.backends.base import Backend
 from azhpc.backends.batch.account import BatchAccount, BatchError, call_batch
+from azhpc.backends.batch.lifecycle import BROKEN
 from azhpc.backends.batch.node_wheel import WheelStager
 from azhpc.backends.batch.task_bodies import TaskBodies
 from azhpc.core.outcome import RemoteError, TaskOutcome
 from azhpc.core.states import TaskResult
 from azhpc.core.worker import JOB_KEY_VARIABLE
-from azhpc.errors import ConfigError, WorkerLostError
+from azhpc.errors import ConfigError, PoolStartError, WorkerLostError
 from azhpc.lake.sas import SasSigner
 
 if TYPE_CHECKING:
@@ -129,6 +131,12 @@ class _Run:
     polls_since_list: int = 0
     last_poll: dt.datetime | None = None
     cancelled: bool = False
+    #: The pool the tasks run on (the job's own pool when job-scoped).
+    pool: BatchPool | None = None
+    #: ``time.monotonic()`` of the last look at the pool's nodes while no task ran.
+    pool_checked: float = 0.0
+    #: Looks in a row that found every node of the pool broken.
+    broken_looks: int = 0
 
 
 class BatchBackend(Backend):
@@ -254,7 +262,13 @@ class BatchBackend(Backend):
             for task in spec.tasks
             if task.task_id not in existing
         ]
-        run = _Run(spec, events, batch_job_id, pending={t.task_id for t in spec.tasks})
+        run = _Run(
+            spec,
+            events,
+            batch_job_id,
+            pending={t.task_id for t in spec.tasks},
+            pool=job_pool or self.pool,
+        )
         with self._lock:
             self._runs[spec.job_id] = run
         try:
@@ -462,6 +476,8 @@ class BatchBackend(Backend):
                 )
             ),
         )
+        if counts.running == 0 and counts.active > 0 and self._pool_is_broken(run):
+            return
         run.last_counts, run.polls_since_list, run.last_poll = key, 0, started
         by_id = {t.id: t for t in listed}
         completed: list[tuple[str, Any]] = []
@@ -473,6 +489,48 @@ class BatchBackend(Backend):
             self._observe(run, task_id, task)
         if completed:
             self._complete(run, completed)
+
+    def _pool_is_broken(self, run: _Run) -> bool:
+        """While tasks wait and none runs, look at the pool's nodes now and then; when every
+        node is broken (start task failed, unusable) twice in a row, or the pool is gone, the
+        tasks can never run: end the job with :class:`~azhpc.errors.PoolStartError`."""
+        pool = run.pool
+        now = time.monotonic()
+        if pool is None or now - run.pool_checked < self._pool_check_seconds():
+            return False
+        run.pool_checked = now
+        try:
+            states = pool.node_states()
+        except BatchError as error:
+            if error.code != "PoolNotFound":
+                raise
+            message = (
+                f"pool {pool.pool_id!r} was deleted while job {run.spec.job_id} waited for it; "
+                "open the pool again (azhpc.Pool) and azhpc.attach(job_id) the job"
+            )
+        else:
+            broken = [node for node, state in states.items() if state in BROKEN]
+            if not states or len(broken) < len(states):
+                run.broken_looks = 0
+                return False
+            run.broken_looks += 1
+            if run.broken_looks < 2:
+                return False
+            message = (
+                pool._broken_message(broken, states, fatal=True)
+                + f"\nso the {len(run.pending)} waiting task(s) of job {run.spec.job_id} can "
+                "never run; fix the start task (or the requirements) and run the job again "
+                "(azhpc.attach(job_id) keeps the tasks that finished)"
+            )
+        with self._lock:
+            self._runs.pop(run.spec.job_id, None)
+        self._terminate(run.batch_job_id)
+        run.events.job_failed(PoolStartError(message))
+        return True
+
+    def _pool_check_seconds(self) -> float:
+        """How often a waiting job looks at its pool's nodes: every 10 polls, at least 1 s."""
+        return max(1.0, 10 * (self.poll_interval or 0.0))
 
     def _observe(self, run: _Run, task_id: str, task: Any) -> None:
         """Pass a still-unfinished task's news on: started, retried, requeued (preempted)."""
