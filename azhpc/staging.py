@@ -15,9 +15,12 @@ only show once it is complete), so a reader never sees half a job or half a resu
 what lets :func:`azhpc.attach` rebuild a job in a fresh process: it gathers the outcomes that
 exist and runs only the tasks that have none.
 
-The manifest and the outcomes are sealed with the job's own key, which stays on this machine
-(:mod:`azhpc.core.signing`); payloads are checked against the hashes the sealed manifest
-names. Nothing read back from the lake is unpickled before it passes those checks.
+The manifest and the outcomes the client writes are sealed with the job's own key, which
+stays on this machine (:mod:`azhpc.core.signing`); the outcomes Batch nodes write are signed
+with the node's own key, which never leaves the node (:mod:`azhpc.core.node_signing`);
+payloads are checked against the hashes the sealed manifest names (and, on Batch nodes,
+against the hashes the task definition names). Nothing read back from the lake is unpickled
+before it passes those checks (docs/security.md).
 """
 
 from __future__ import annotations
@@ -31,12 +34,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from azhpc.core import node_signing
 from azhpc.core.outcome import TaskOutcome
 from azhpc.core.payload import Payload, decode, encode, payload_from_bytes, payload_to_bytes
 from azhpc.core.signing import KeyRing, check_mac_hex, mac_hex, seal, unseal
 from azhpc.core.spec import JobSpec, Placement, TaskSpec
 from azhpc.core.worker import encode_outcome
-from azhpc.errors import AzhpcError, JobNotFoundError
+from azhpc.errors import AzhpcError, IntegrityError, JobNotFoundError
 from azhpc.version import __version__
 
 if TYPE_CHECKING:
@@ -152,6 +156,10 @@ class JobStore:
         self._object_store = _is_object_store(fs)
         self._manifests: dict[str, JobManifest] = {}
         self._stored: set[str] = set()  # digests known to be in the store
+        #: Who can vouch for a Batch node's key: each Batch backend on this store adds a
+        #: function that, given a node id, learns the key of that node of its pools through
+        #: the Batch API (into :attr:`keys`) and says whether it found the node.
+        self.node_key_sources: list[Callable[[str], bool]] = []
 
     def __repr__(self) -> str:
         return f"<JobStore {type(self.fs).__name__}:{self.root}>"
@@ -280,8 +288,32 @@ class JobStore:
             sealed = self.fs.cat_file(self._outcome_path(job_id, task_id))
         except FileNotFoundError:
             return None
-        data = unseal(self.keys.key(job_id), sealed, what=what)
+        data = self._open_outcome(job_id, task_id, sealed, what=what)
         return decode(payload_from_bytes(data, what=what))
+
+    def _open_outcome(self, job_id: str, task_id: str, blob: bytes, *, what: str) -> bytes:
+        """An outcome's data, checked: sealed by this client (local backends), or signed by a
+        Batch node of this client's pools (:mod:`~azhpc.core.node_signing`)."""
+        if blob.startswith(node_signing.MAGIC):
+            try:
+                return node_signing.open_outcome(blob, job_id, task_id, self._trusts, what=what)
+            except IntegrityError:
+                try:  # a seal that happens to begin with the same four bytes
+                    return unseal(self.keys.key(job_id), blob, what=what)
+                except IntegrityError:
+                    pass
+                raise
+        return unseal(self.keys.key(job_id), blob, what=what)
+
+    def _trusts(self, node_id: str, public: bytes) -> bool:
+        """Whether ``public`` is the key of a node of this client's pools (learning the key
+        of ``node_id`` through Batch if it is not known yet)."""
+        if self.keys.trusts_node_key(public):
+            return True
+        for learn in list(self.node_key_sources):
+            if learn(node_id) and self.keys.trusts_node_key(public):
+                return True
+        return False
 
     def read_log(self, job_id: str, task_id: str, name: str) -> bytes | None:
         """A log file a Batch task left (``stderr.txt``, ``stdout.txt``), or ``None``."""
@@ -307,14 +339,13 @@ class JobStore:
         self.fs.invalidate_cache(folder)  # nodes write here: a cached listing would be stale
         if not self.fs.exists(folder):
             return {}
-        key = self.keys.key(job_id)
         found = {}
         for path in self.fs.ls(folder, detail=False):
             name = path.rstrip("/").rsplit("/", 1)[-1]
             if name.startswith("."):
                 continue  # a write in progress
             what = f"the outcome of {name} of {job_id}"
-            data = unseal(key, self.fs.cat_file(path), what=what)
+            data = self._open_outcome(job_id, name, self.fs.cat_file(path), what=what)
             outcome = decode(payload_from_bytes(data, what=what))
             if outcome.ok:  # a failure (or a failed attempt a Batch retry follows) runs again
                 found[name] = outcome

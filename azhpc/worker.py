@@ -4,6 +4,8 @@ Usage::
 
     python -m azhpc.worker node      # a local backend node (pipes)
     python -m azhpc.worker batch     # one Batch task (its working folder)
+    python -m azhpc.worker prepare-node RECORD  # a Batch start task's last step: the
+                                     # node's signing key and its environment record
 
 Both are thin wrappers: :func:`azhpc.backends.local.node.main` and
 :func:`azhpc.core.worker.run_batch_task` are ordinary functions that tests call directly.
@@ -27,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args == ["batch"]:
         return run_batch_task()
+    if len(args) == 2 and args[0] == "prepare-node":
+        from azhpc.core.node_signing import node_key_path, prepare_node
+
+        prepare_node(args[1], node_key_path())
+        return 0
     print(f"usage:{USAGE}", file=sys.stderr)
     return 2
 

@@ -107,3 +107,26 @@ class KeyRing:
                 "be read where it was submitted. To attach from another machine, copy "
                 f"{self.folder / job_id} there (same path, or set AZHPC_KEY_DIR)."
             ) from None
+
+    # -- the public keys of Batch nodes (azhpc.core.node_signing) ----------------------------
+
+    def _node_key_path(self, public: bytes) -> Path:
+        return self.folder / "nodes" / public.hex()
+
+    def trust_node_key(self, public: bytes, where: str) -> None:
+        """Remember ``public`` as the key of a node of this client's pools (``where`` says
+        which: account, pool and node), learned through the Batch API."""
+        folder = self.folder / "nodes"
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self._node_key_path(public)
+        if path.exists():
+            return
+        tmp = folder / f".{public.hex()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(where + "\n")
+        os.replace(tmp, path)
+
+    def trusts_node_key(self, public: bytes) -> bool:
+        """Whether ``public`` was learned from a node of this client's pools."""
+        return len(public) == 32 and self._node_key_path(public).exists()

@@ -16,15 +16,17 @@ from typing import Any
 
 from azhpc.core.outcome import RemoteError, TaskOutcome
 from azhpc.core.payload import Payload, decode, encode, payload_from_bytes, payload_to_bytes
-from azhpc.core.signing import seal
 from azhpc.core.states import TaskResult
-from azhpc.errors import SerializationError
+from azhpc.errors import IntegrityError, SerializationError
 
 __all__ = [
     "BATCH_FILES",
-    "JOB_KEY_VARIABLE",
+    "JOB_ID_VARIABLE",
+    "PAYLOADS_VARIABLE",
     "RETRIES_VARIABLE",
     "encode_outcome",
+    "parse_payload_digests",
+    "payload_digests",
     "rebuild",
     "run_batch_task",
     "run_task",
@@ -37,8 +39,25 @@ BATCH_FILES = {
     "shared": "azhpc-shared",
     "outcome": "azhpc-outcome",
 }
-#: The environment variable holding the job's HMAC key (hex) on Batch nodes.
-JOB_KEY_VARIABLE = "AZHPC_JOB_KEY"
+#: The environment variable holding the azhpc job id on Batch nodes (outcomes are signed for
+#: it, with the task id).
+JOB_ID_VARIABLE = "AZHPC_JOB_ID"
+#: The environment variable naming the SHA-256 of each payload a Batch task downloads
+#: (``function=<hex>;input=<hex>[;shared=<hex>]``): the node checks them before unpickling.
+PAYLOADS_VARIABLE = "AZHPC_PAYLOADS"
+
+
+def payload_digests(digests: dict[str, str]) -> str:
+    """The :data:`PAYLOADS_VARIABLE` value for ``{name: digest}``."""
+    return ";".join(f"{name}={digest}" for name, digest in sorted(digests.items()))
+
+
+def parse_payload_digests(text: str) -> dict[str, str]:
+    """``{name: digest}`` from a :data:`PAYLOADS_VARIABLE` value."""
+    pairs = (item.split("=", 1) for item in text.split(";") if "=" in item)
+    return {name: digest for name, digest in pairs}
+
+
 #: The environment variable holding a Batch task's ``retries`` (runs again after its function
 #: raised); Batch's own ``maxTaskRetryCount`` is left for workers that die.
 RETRIES_VARIABLE = "AZHPC_TASK_RETRIES"
@@ -200,9 +219,10 @@ def run_batch_task(working_dir: str = ".") -> int:
     """Run one Batch task from the files its ResourceFiles put in ``working_dir``.
 
     Reads :data:`BATCH_FILES` ``function``, ``input`` and (if present) ``shared``, runs the
-    task, and writes its outcome, sealed with the job's key from ``$AZHPC_JOB_KEY`` so that the
-    client can tell it was written by this job, to the ``outcome`` file, which the task's
-    OutputFiles upload.
+    task, and writes its outcome, signed with this node's own key for this job
+    (``$AZHPC_JOB_ID``) and task (:mod:`~azhpc.core.node_signing`), to the ``outcome`` file,
+    which the task's OutputFiles upload. Each input is checked against the hash the task's
+    definition names (``$AZHPC_PAYLOADS``) before it is unpickled.
 
     A function that raises is run again in this process up to ``$AZHPC_TASK_RETRIES`` more
     times (the job's ``retries``); the outcome lists the earlier attempts' errors. Returns 0
@@ -214,19 +234,34 @@ def run_batch_task(working_dir: str = ".") -> int:
     import functools
     import os
 
-    key_hex = os.environ.get(JOB_KEY_VARIABLE)
-    if not key_hex:
+    from azhpc.core.node_signing import node_key_path, sign_outcome
+
+    job_id = os.environ.get(JOB_ID_VARIABLE)
+    expected = parse_payload_digests(os.environ.get(PAYLOADS_VARIABLE, ""))
+    if not job_id or "function" not in expected or "input" not in expected:
         print(
-            f"azhpc: ${JOB_KEY_VARIABLE} is not set; this task was not started by azhpc",
+            f"azhpc: ${JOB_ID_VARIABLE} or ${PAYLOADS_VARIABLE} is not set; this task was not "
+            "started by azhpc",
             file=sys.stderr,
         )
         return 2
-    key = bytes.fromhex(key_hex)
 
     def load(name: str) -> Any:
+        what = f"the task's {name}"
         with open(os.path.join(working_dir, BATCH_FILES[name]), "rb") as f:
-            what = f"the task's {name}"
-            return rebuild(payload_from_bytes(f.read(), what=what), what=what)
+            payload = payload_from_bytes(f.read(), what=what)
+        # Checked against the hash the task definition names, before anything is unpickled:
+        # whoever can write to the lake can replace the file the node downloaded.
+        if payload.digest() != expected.get(name):
+            raise IntegrityError(
+                f"{what} does not match the hash in the task's definition: it was changed in "
+                "the lake after the client staged it; it is not loaded"
+            )
+        return rebuild(payload, what=what)
+
+    if os.path.exists(os.path.join(working_dir, BATCH_FILES["shared"])) != ("shared" in expected):
+        print("azhpc: the task's shared input is not the one its definition names", file=sys.stderr)
+        return 2
 
     try:
         function = load("function")
@@ -246,7 +281,10 @@ def run_batch_task(working_dir: str = ".") -> int:
     node = os.environ.get("AZ_BATCH_NODE_ID")
     if node:
         outcome = dataclasses.replace(outcome, node=node)
-    data = seal(key, payload_to_bytes(encode_outcome(outcome)))
+    task_id = os.environ.get("AZ_BATCH_TASK_ID", "")
+    data = sign_outcome(
+        node_key_path(), job_id, task_id, node or "", payload_to_bytes(encode_outcome(outcome))
+    )
     path = os.path.join(working_dir, BATCH_FILES["outcome"])
     tmp = f"{path}.partial-{os.getpid()}"
     with open(tmp, "wb") as f:

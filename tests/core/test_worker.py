@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from azhpc.core.calls import ApplyEach
+from azhpc.core.node_signing import open_outcome, outcome_node
 from azhpc.core.payload import (
     decode,
     encode,
@@ -19,9 +20,16 @@ from azhpc.core.payload import (
     read_payload_file,
     write_payload_file,
 )
-from azhpc.core.signing import unseal
 from azhpc.core.states import TaskResult
-from azhpc.core.worker import BATCH_FILES, JOB_KEY_VARIABLE, encode_outcome, run_task
+from azhpc.core.worker import (
+    BATCH_FILES,
+    JOB_ID_VARIABLE,
+    PAYLOADS_VARIABLE,
+    encode_outcome,
+    payload_digests,
+    run_task,
+)
+from azhpc.errors import IntegrityError
 
 
 def test_run_task_success_returns_value_and_output():
@@ -77,25 +85,92 @@ def test_payload_file_round_trip_maps_buffers_writable(tmp_path):
     assert again.loc[0, "b"] == df.loc[0, "b"]
 
 
-def test_worker_module_runs_a_batch_task_in_its_working_folder(tmp_path):
-    key = os.urandom(32)
-    for name, payload in (
-        ("function", encode(ApplyEach(abs), out_of_band=False)),
-        ("input", encode([-1, -2, 3])),
-    ):
-        (tmp_path / BATCH_FILES[name]).write_bytes(payload_to_bytes(payload))
-    done = subprocess.run(
+def _batch_task_folder(tmp_path, payloads):
+    """A Batch task's working folder with ``payloads`` downloaded, on a node prepared as a
+    start task prepares it (its signing key, its environment record)."""
+    from azhpc.core.node_signing import node_key_path, prepare_node
+
+    env = {
+        **os.environ,
+        "AZ_BATCH_NODE_ROOT_DIR": str(tmp_path / "node"),
+        "AZ_BATCH_NODE_ID": "node-1",
+        "AZ_BATCH_TASK_ID": "task-00000",
+        JOB_ID_VARIABLE: "job-1",
+    }
+    public = prepare_node(tmp_path / "node" / "shared" / "environment.json", node_key_path(env))
+    work = tmp_path / "node" / "wd"
+    work.mkdir(parents=True)
+    digests = {}
+    for name, payload in payloads.items():
+        (work / BATCH_FILES[name]).write_bytes(payload_to_bytes(payload))
+        digests[name] = payload.digest()
+    env[PAYLOADS_VARIABLE] = payload_digests(digests)
+    return work, env, bytes.fromhex(public)
+
+
+def _run_batch_task(work, env):
+    return subprocess.run(
         [sys.executable, "-m", "azhpc.worker", "batch"],
-        cwd=tmp_path,
-        env={**os.environ, JOB_KEY_VARIABLE: key.hex()},
+        cwd=work,
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_worker_module_runs_a_batch_task_in_its_working_folder(tmp_path):
+    payloads = {"function": encode(ApplyEach(abs), out_of_band=False), "input": encode([-1, 3])}
+    work, env, public = _batch_task_folder(tmp_path, payloads)
+    done = _run_batch_task(work, env)
     assert done.returncode == 0, done.stderr
-    sealed = (tmp_path / BATCH_FILES["outcome"]).read_bytes()
-    outcome = decode(payload_from_bytes(unseal(key, sealed, what="the outcome")))
-    assert outcome.value == [1, 2, 3]
+    signed = (work / BATCH_FILES["outcome"]).read_bytes()
+    assert outcome_node(signed) == "node-1"
+
+    def trusted(node, key):
+        return node == "node-1" and key == public
+
+    data = open_outcome(signed, "job-1", "task-00000", trusted, what="the outcome")
+    assert decode(payload_from_bytes(data)).value == [1, 3]
+    # the same file is not the outcome of another task or job, nor from an unknown key
+    for job_id, task_id in (("job-1", "task-00001"), ("job-2", "task-00000")):
+        with pytest.raises(IntegrityError, match="another task"):
+            open_outcome(signed, job_id, task_id, trusted, what="the outcome")
+    with pytest.raises(IntegrityError, match="no node of this client"):
+        open_outcome(signed, "job-1", "task-00000", lambda n, k: False, what="the outcome")
+    tampered = signed[:-1] + bytes([signed[-1] ^ 1])
+    with pytest.raises(IntegrityError, match="changed after"):
+        open_outcome(tampered, "job-1", "task-00000", trusted, what="the outcome")
+
+
+def test_batch_task_refuses_an_input_changed_in_the_lake(tmp_path):
+    """The lake file differs from the hash in the task's definition: the node does not
+    unpickle it (a lake writer cannot make a node run their pickle)."""
+    marker = tmp_path / "ran"
+    payloads = {"function": encode(ApplyEach(abs), out_of_band=False), "input": encode([-1])}
+    work, env, _ = _batch_task_folder(tmp_path, payloads)
+
+    def evil(_):
+        marker.write_text("ran")
+
+    (work / BATCH_FILES["function"]).write_bytes(payload_to_bytes(encode(evil)))
+    done = _run_batch_task(work, env)
+    assert done.returncode == 0, done.stderr  # an outcome was written: the task's failure
+    signed = (work / BATCH_FILES["outcome"]).read_bytes()
+    data = open_outcome(signed, "job-1", "task-00000", lambda n, k: True, what="the outcome")
+    outcome = decode(payload_from_bytes(data))
+    assert outcome.result is TaskResult.FAILURE
+    assert "does not match the hash in the task's definition" in outcome.error.message
+    assert not marker.exists()
+
+
+def test_batch_task_without_its_definition_refuses_to_run(tmp_path):
+    payloads = {"function": encode(ApplyEach(abs), out_of_band=False), "input": encode([-1])}
+    work, env, _ = _batch_task_folder(tmp_path, payloads)
+    del env[PAYLOADS_VARIABLE]
+    done = _run_batch_task(work, env)
+    assert done.returncode == 2 and "not started by azhpc" in done.stderr
+    assert not (work / BATCH_FILES["outcome"]).exists()
 
 
 def test_worker_module_without_arguments_prints_usage():

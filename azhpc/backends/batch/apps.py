@@ -296,10 +296,11 @@ def _submit(
     gather: Callable[[list[Any]], Any] | None,
     name: str | None,
 ) -> Job:
-    archive = None
+    archive = sha256 = None
     if shipped or requirements is not None:
         data = _pack(shipped, requirements)
-        digest = hashlib.sha256(data).hexdigest()[:32]
+        sha256 = hashlib.sha256(data).hexdigest()
+        digest = sha256[:32]
         store = pool.store
         archive = f"{store.root}/apps/{digest}.tar.gz"
         if not store.fs.exists(archive):
@@ -309,11 +310,14 @@ def _submit(
         ranks=len(chosen) if mpi else 0,
         env=tuple(sorted(env.items())),
         requirements=requirements.name if requirements is not None else None,
+        archive_sha256=sha256,
     )
     function = wrap(command) if wrap is not None else command
     short = line if len(line) <= 40 else line[:39] + "…"
     if mpi:
-        placement = Placement(instances=len(chosen), coordination=_COORDINATION, files=archive)
+        placement = Placement(
+            instances=len(chosen), coordination=_coordination(sha256), files=archive
+        )
         return run_pieces(
             pool, function, [0], name=name or f"mpi x{len(chosen)}: {short}",
             gather=gather or (lambda runs: runs[0]), placement=placement,
@@ -327,11 +331,19 @@ def _submit(
     )  # fmt: skip
 
 
-#: The multi-instance coordination command: unpack the shipped files on every node.
-_COORDINATION = (
-    '/bin/bash -c \'cd "$AZ_BATCH_TASK_SHARED_DIR" && mkdir -p app && '
-    "if [ -f azhpc-app.tar.gz ]; then tar -xzf azhpc-app.tar.gz -C app; fi'"
-)
+def _coordination(sha256: str | None) -> str:
+    """The multi-instance coordination command: unpack the shipped files on every node, once
+    their SHA-256 is the one this definition names (whoever can write to the lake can replace
+    the archive)."""
+    check = (
+        f'echo "{sha256}  azhpc-app.tar.gz" | sha256sum -c --quiet - && '
+        if sha256 is not None
+        else ""
+    )
+    return (
+        '/bin/bash -c \'cd "$AZ_BATCH_TASK_SHARED_DIR" && mkdir -p app && '
+        f"if [ -f azhpc-app.tar.gz ]; then {check}tar -xzf azhpc-app.tar.gz -C app; fi'"
+    )
 
 
 def _one_per_node(runs: list[NodeRun], expected: list[str]) -> list[NodeRun]:

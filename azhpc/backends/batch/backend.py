@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime as dt
+import json
 import logging
 import threading
 import time
@@ -44,12 +45,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from azhpc.backends.base import Backend
 from azhpc.backends.batch.account import BatchAccount, BatchError, call_batch
-from azhpc.backends.batch.lifecycle import BROKEN
+from azhpc.backends.batch.lifecycle import BROKEN, USABLE
 from azhpc.backends.batch.node_wheel import WheelStager
+from azhpc.backends.batch.pool_body import ENVIRONMENT_RECORD
 from azhpc.backends.batch.task_bodies import TaskBodies
 from azhpc.core.outcome import RemoteError, TaskOutcome
 from azhpc.core.states import TaskResult
-from azhpc.core.worker import JOB_KEY_VARIABLE
+from azhpc.core.worker import JOB_ID_VARIABLE
 from azhpc.errors import ConfigError, PoolStartError, WorkerLostError
 from azhpc.lake.sas import SasSigner
 
@@ -195,6 +197,9 @@ class BatchBackend(Backend):
             pool.wheel_stager = WheelStager(store.fs, self._signer, root=store.root)
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
+        #: Nodes whose signing key this backend has learned (through the Batch API).
+        self._learned: set[tuple[str, str]] = set()
+        store.node_key_sources.append(self._learn_node_key)
         self._wake = threading.Event()
         self._closed = False
         self._poller: threading.Thread | None = None
@@ -276,6 +281,9 @@ class BatchBackend(Backend):
             # An autoscaled pool grows only once tasks are pending: its first node, and the
             # check of the environment it recorded, can be waited for only now.
             (job_pool or self.pool).ensure_usable()
+            # The nodes' signing keys, while the nodes are surely there (a job's own pool goes
+            # with the job, maybe before its outcomes are read).
+            self._learn_pool_keys(job_pool or self.pool)
         except BaseException:
             with self._lock:
                 self._runs.pop(spec.job_id, None)
@@ -289,7 +297,6 @@ class BatchBackend(Backend):
         """Create the Batch job; if it exists already (attach), adopt it while it is active."""
         from azure.batch import models
 
-        key = self.store.keys.key(spec.job_id).hex()
         attempt = 0
         while True:
             batch_job_id = spec.job_id if attempt == 0 else f"{spec.job_id}-r{attempt}"
@@ -303,7 +310,9 @@ class BatchBackend(Backend):
                 # _terminate_when_all_complete switches it once they all are.
                 "onAllTasksComplete": "noaction",
                 "commonEnvironmentSettings": [
-                    {"name": JOB_KEY_VARIABLE, "value": key},
+                    # No secret: the nodes sign outcomes with keys of their own, for this job
+                    # id and the task's (core/node_signing.py; docs/security.md).
+                    {"name": JOB_ID_VARIABLE, "value": spec.job_id},
                     {"name": "PYTHONUNBUFFERED", "value": "1"},
                 ],
                 "metadata": [{"name": "azhpc-job", "value": spec.job_id}],
@@ -547,6 +556,43 @@ class BatchBackend(Backend):
             else:
                 run.events.task_running(task_id, node=node or "?")
         seen.state, seen.node = state, node
+        # Learn the node's key while it is there: a node may be gone (scaled down, preempted,
+        # its job's pool deleted) by the time its outcome is read.
+        pool = run.pool
+        if state == "running" and node and pool and (pool.pool_id, node) not in self._learned:
+            self._learn_node_key(node, pools=[pool])
+
+    def _learn_pool_keys(self, pool: BatchPool) -> None:
+        """Learn the signing key of every usable node of ``pool`` not learned yet."""
+        try:
+            states = pool.node_states()
+        except BatchError:
+            return  # learned later, when an outcome names the node
+        for node_id, state in states.items():
+            if state in USABLE and (pool.pool_id, node_id) not in self._learned:
+                self._learn_node_key(node_id, pools=[pool])
+
+    def _learn_node_key(self, node_id: str, *, pools: list[BatchPool] | None = None) -> bool:
+        """Learn the signing key of node ``node_id`` of this backend's pools through the Batch
+        API (the node's environment record, which only the node writes) into the key ring;
+        whether the node was found. (A reimaged node has a new key: asked again, this looks
+        again.)"""
+        if pools is None:
+            pools = [] if self.pool is None else [self.pool, *self.pool.job_pools.values()]
+        client = self._client()
+        for pool in pools:
+            try:
+                record = b"".join(
+                    client.download_node_file(pool.pool_id, node_id, f"shared/{ENVIRONMENT_RECORD}")
+                )
+                public = bytes.fromhex(json.loads(record)["node_key"])
+            except Exception:  # not a node of this pool (or gone): try the next pool
+                continue
+            where = f"{self.account.account_name}/{pool.pool_id}/{node_id}"
+            self.store.keys.trust_node_key(public, where)
+            self._learned.add((pool.pool_id, node_id))
+            return True
+        return False
 
     def _report_attempts(
         self, run: _Run, task_id: str, seen: _Seen, retries: int, requeues: int
@@ -687,6 +733,8 @@ class BatchBackend(Backend):
         if self._poller is not None and self._poller is not threading.current_thread():
             self._poller.join(timeout=10)
         self._readers.shutdown(wait=False, cancel_futures=True)
+        if self._learn_node_key in self.store.node_key_sources:
+            self.store.node_key_sources.remove(self._learn_node_key)
         try:
             if self.pool is not None:
                 self.pool.release()

@@ -245,7 +245,10 @@ class BatchPool:
                 "and this pool has none; create it through a session (azhpc.Pool or "
                 "azhpc.connect) on the emulated or azure profile"
             )
-        return {"wheel": self.wheel_stager.resource_file()}
+        return {
+            "wheel": self.wheel_stager.resource_file(),
+            "wheel_sha256": self.wheel_stager.sha256(),
+        }
 
     def pool_info(self) -> dict[str, Any]:
         """The ``poolInfo`` of a job on this pool: its id, or (job-scoped) the specification of

@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from azhpc.core.spec import APP_ARCHIVE
-from azhpc.core.worker import JOB_KEY_VARIABLE
-from azhpc.errors import CommandFailedError
+from azhpc.errors import CommandFailedError, IntegrityError
 
 __all__ = ["APP_FOLDER", "CommandFailedError", "NodeCommand", "NodeRun"]
 
@@ -103,12 +102,26 @@ class NodeCommand:
         Extra environment variables.
     requirements
         A requirements file in the application folder, installed (``pip --target``) first.
+    archive_sha256
+        The SHA-256 of the shipped files' archive: checked before it is unpacked.
     """
 
     command: str
     ranks: int = 0
     env: tuple[tuple[str, str], ...] = ()
     requirements: str | None = None
+    archive_sha256: str | None = None
+
+    def _check_archive(self, archive: Path) -> None:
+        """Refuse an archive that is not the one the client shipped."""
+        import hashlib
+
+        digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+        if self.archive_sha256 is not None and digest != self.archive_sha256:
+            raise IntegrityError(
+                "the application's files (azhpc-app.tar.gz) are not the ones the client "
+                "shipped: they were changed in the lake; they are not unpacked"
+            )
 
     def __call__(self, index: int) -> NodeRun:
         node = os.environ.get("AZ_BATCH_NODE_ID", "local")
@@ -121,9 +134,10 @@ class NodeCommand:
         if not app.is_dir():  # an MPI run's coordination command has unpacked it already
             app.mkdir()
             if archive.exists():
+                self._check_archive(archive)
                 with tarfile.open(archive) as tar:
                     tar.extractall(app, filter="data")
-        env = {k: v for k, v in os.environ.items() if k != JOB_KEY_VARIABLE}
+        env = dict(os.environ)
         env.update(dict(self.env))
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         if self.requirements:

@@ -43,8 +43,18 @@ __all__ = [
 #: Packages the nodes get at exactly the client's version (those installed on the client):
 #: payloads are pickled here and unpickled there, frames and arrays included; tasks read the
 #: lake as the client does (``abfs://`` URLs: fsspec and adlfs); the ``azhpc`` joblib
-#: backend's calls are joblib objects.
-PINNED_PACKAGES = ("cloudpickle", "numpy", "pandas", "pyarrow", "fsspec", "adlfs", "joblib")
+#: backend's calls are joblib objects; cryptography signs the node's outcomes
+#: (:mod:`azhpc.core.node_signing`).
+PINNED_PACKAGES = (
+    "cloudpickle",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "fsspec",
+    "adlfs",
+    "joblib",
+    "cryptography",
+)
 #: Where wheels are staged, under the job store's root (``/.azhpc``) in the lake.
 WHEELS_FOLDER = "wheels"
 #: Zip timestamp of every entry (the earliest a zip can hold), so the bytes do not depend on
@@ -187,7 +197,7 @@ def client_pins() -> list[str]:
         try:
             pins.append(f"{name}=={metadata.version(name)}")
         except metadata.PackageNotFoundError:
-            if name == "cloudpickle":
+            if name in ("cloudpickle", "cryptography"):  # every node needs them
                 pins.append(name)
     return pins
 
@@ -220,6 +230,7 @@ class WheelStager:
         self.folder = folder
         self._lock = threading.Lock()
         self._staged: str | None = None
+        self._sha256: str | None = None
 
     def __repr__(self) -> str:
         return f"<WheelStager {self.root}/{WHEELS_FOLDER}>"
@@ -229,6 +240,7 @@ class WheelStager:
         with self._lock:
             if self._staged is None:
                 wheel = build_wheel(self.folder)
+                self._sha256 = hashlib.sha256(wheel.data).hexdigest()
                 path = f"{self.root}/{WHEELS_FOLDER}/{wheel.file_name}"
                 if not self.fs.exists(path):
                     # Content-addressed: one upload, visible only once complete; a concurrent
@@ -237,6 +249,13 @@ class WheelStager:
                     self.fs.pipe_file(path, wheel.data)
                 self._staged = path
             return self._staged
+
+    def sha256(self) -> str:
+        """The SHA-256 (hex) of the wheel's bytes, which the start task checks before it
+        installs the file it downloaded (the lake may have been written by others)."""
+        self.stage()
+        assert self._sha256 is not None
+        return self._sha256
 
     def resource_file(self) -> dict[str, str]:
         """The start task's REST ``ResourceFile``: the wheel's read SAS URL and its file name

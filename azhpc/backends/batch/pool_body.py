@@ -139,6 +139,7 @@ def start_task_script(
     *,
     azhpc_requirement: str | None = None,
     wheel_file: str | None = None,
+    wheel_sha256: str | None = None,
 ) -> str:
     """The bash script the start task runs on each node as it joins the pool.
 
@@ -159,16 +160,29 @@ def start_task_script(
         the start task in its working folder: installed from there, with cloudpickle, numpy,
         pandas and pyarrow at the client's versions. Takes precedence over
         ``azhpc_requirement``.
+    wheel_sha256
+        The wheel's SHA-256: the start task refuses a download that does not have it.
 
     Returns
     -------
     str
     """
     azhpc_req = azhpc_requirement or _default_azhpc_requirement()
+    check_wheel: list[str] = []
     if wheel_file is not None:
         # Batch downloads a start task's resource files into its working folder, where the
         # command runs; the script does not change folder.
         azhpc_req = f"./{wheel_file}"
+        if wheel_sha256 is not None:
+            check_wheel = [
+                "# the wheel is the client's (the lake may have been written by others)",
+                f"if ! echo {shlex.quote(f'{wheel_sha256}  {wheel_file}')} "
+                "| sha256sum -c --quiet -; then",
+                f"  echo 'azhpc: {wheel_file} is not the wheel the client staged: it was "
+                "changed in the lake; not installed' >&2",
+                "  exit 1",
+                "fi",
+            ]
     q = shlex.quote
     lines = [
         "#!/usr/bin/env bash",
@@ -205,7 +219,7 @@ def start_task_script(
         ]
     if spec.mpi:  # before step 3: mpi4py builds with the mpicc this puts on PATH
         system += mpi_setup_lines(spec)
-    lines[6:6] = system
+    lines[6:6] = system + check_wheel
     requirements = spec.requirements
     if isinstance(requirements, Path) and requirements.suffix.lower() in (".yml", ".yaml"):
         lines += [
@@ -245,10 +259,10 @@ def start_task_script(
             f'"$ROOT/bin/uv" pip install --python "$ENV_DIR/bin/python" {install}',
         ]
     lines += [
-        "# 4. record what was installed, for the client's environment check",
-        '"$ENV_DIR/bin/python" -c \'import json, platform, sys, cloudpickle, azhpc; '
-        'json.dump({"python": platform.python_version(), "cloudpickle": cloudpickle.__version__, '
-        '"azhpc": azhpc.__version__}, open(sys.argv[1], "w"))\' '
+        "# 4. the node's own signing key (its outcomes are signed with it; the private key stays",
+        "# outside the folders Batch serves) and the record of what was installed, with the",
+        "# public key, for the client's environment check",
+        '"$ENV_DIR/bin/python" -m azhpc.worker prepare-node '
         f'"$AZ_BATCH_NODE_SHARED_DIR/{ENVIRONMENT_RECORD}"',
     ]
     return "\n".join(lines) + "\n"
@@ -369,6 +383,7 @@ def to_batch_pool(
     *,
     azhpc_requirement: str | None = None,
     wheel: Mapping[str, str] | None = None,
+    wheel_sha256: str | None = None,
     metadata: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The REST ``PoolAddParameter`` body for ``spec`` (the SDK's ``BatchPoolCreateOptions``).
@@ -383,6 +398,8 @@ def to_batch_pool(
         The REST ``ResourceFile`` (``httpUrl``, ``filePath``) of the client's azhpc wheel
         (:meth:`~azhpc.backends.batch.node_wheel.WheelStager.resource_file`): the start task
         downloads it and installs azhpc from it (how nodes on Azure get azhpc).
+    wheel_sha256
+        The wheel's SHA-256, checked by the start task before installing it.
     metadata
         More pool metadata, e.g. :func:`ownership_metadata` (the client adds it when it
         creates the pool).
@@ -429,6 +446,7 @@ def to_batch_pool(
         spec,
         azhpc_requirement=azhpc_requirement,
         wheel_file=wheel["filePath"] if wheel is not None else None,
+        wheel_sha256=wheel_sha256,
     )
     body["startTask"] = {
         "commandLine": start_task_command_line(script),

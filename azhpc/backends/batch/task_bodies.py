@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from azhpc.backends.batch.pool_body import MPI_USER
 from azhpc.core.spec import APP_ARCHIVE
-from azhpc.core.worker import BATCH_FILES, RETRIES_VARIABLE
+from azhpc.core.worker import BATCH_FILES, PAYLOADS_VARIABLE, RETRIES_VARIABLE, payload_digests
 
 if TYPE_CHECKING:
     from azhpc.backends.batch.lifecycle import BatchPool
@@ -80,6 +80,9 @@ class TaskBodies:
             }
 
         task_id = task.task_id
+        digests = {"function": manifest.function, "input": digest}
+        if manifest.shared is not None:
+            digests["shared"] = manifest.shared
         body = {
             "id": task_id,
             "commandLine": TASK_COMMAND,
@@ -93,7 +96,12 @@ class TaskBodies:
             # The worker runs a function that raised again itself (retries); Batch retries
             # a worker that died (killed, out of memory), as the local backend does.
             "constraints": {"maxTaskRetryCount": spec.max_worker_losses},
-            "environmentSettings": [{"name": RETRIES_VARIABLE, "value": str(spec.retries)}],
+            "environmentSettings": [
+                {"name": RETRIES_VARIABLE, "value": str(spec.retries)},
+                # What the node checks each download against before unpickling it: the
+                # hashes travel here, in the task's definition, not in the lake.
+                {"name": PAYLOADS_VARIABLE, "value": payload_digests(digests)},
+            ],
         }
         if spec.placement is not None:
             self._place(body, spec, task.index)
