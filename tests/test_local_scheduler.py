@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import azhpc
+from tests.conftest import wait_until
 
 
 def block_until_file(path: str) -> None:
@@ -36,6 +37,40 @@ def run_in_thread(call, timeout: float) -> None:
     assert not thread.is_alive(), f"{call} did not return within {timeout}s"
     if errors:
         raise errors[0]
+
+# -- defect 5: quick cancels are not start-up failures -------------------------------------------
+
+
+HELD_START = """
+import os, threading
+gate = os.environ.get("AZHPC_TEST_START_GATE")
+while gate and not os.path.exists(gate):  # hold this worker's start-up until the test says
+    threading.Event().wait(0.01)
+"""
+
+
+def test_local_cancels_of_workers_still_starting_do_not_stop_the_pool(tmp_path, monkeypatch):
+    # Workers start only once the gate file exists (a sitecustomize on their PYTHONPATH
+    # waits for it), so each cancel below kills a worker before it said it was ready. Before
+    # the fix, three such kills stopped the pool: "local workers cannot start".
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(HELD_START)
+    gate = tmp_path / "workers-may-start"
+    monkeypatch.setenv("AZHPC_TEST_START_GATE", str(gate))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+    with azhpc.connect(workers=1, progress=False) as session:
+        for i in range(4):
+            job = session.submit(block_until_file, str(tmp_path / f"task-gate-{i}"))
+            wait_until(
+                lambda job=job: job.progress.running == 1 or job.done(),
+                what="the task to be sent to the starting worker",
+            )
+            assert not job.done(), job.exception()
+            assert job.cancel()
+        gate.touch()
+        assert session.submit(abs, -7).result(timeout=60) == 7
+        assert session.map(abs, [-1, -2, -3]) == [1, 2, 3]
 
 # -- defect 6: shutdown and wait after a cancel --------------------------------------------------
 

@@ -453,7 +453,9 @@ class LocalBackend(Backend):
             if code is not None and code < 0
             else f"exit code {code}"
         )
-        if not node.ready:
+        if not node.ready and not killed_for_cancel:
+            # A node we killed ourselves (to cancel a job) before it said it was ready did
+            # not fail to start: counting it would stop the pool after a few quick cancels.
             self._startup_failures += 1
         for (job_id, task_id), _ in list(node.running.items()):
             run = self._jobs.get(job_id)
