@@ -5,13 +5,35 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import subprocess
+import sys
+import textwrap
 import threading
 from pathlib import Path
 
 import pytest
 
 import azhpc
-from tests.conftest import wait_until
+from azhpc.errors import SessionStoppedError
+from tests.conftest import communicate_or_kill, wait_until
+
+REPO = Path(__file__).parent.parent
+
+
+def exit_on_unpickle() -> None:
+    """What unpickling an :class:`ExitsWhenUnpickled` calls: it raises ``SystemExit``."""
+    raise SystemExit("unpickled in the client")
+
+
+class ExitsWhenUnpickled:
+    """A task result that pickles on the worker but raises ``SystemExit`` when rebuilt."""
+
+    def __reduce__(self) -> tuple[object, tuple[()]]:
+        return exit_on_unpickle, ()
+
+
+def make_hostile_result(_: object) -> ExitsWhenUnpickled:
+    return ExitsWhenUnpickled()
 
 
 def block_until_file(path: str) -> None:
@@ -37,6 +59,71 @@ def run_in_thread(call, timeout: float) -> None:
     assert not thread.is_alive(), f"{call} did not return within {timeout}s"
     if errors:
         raise errors[0]
+
+
+# -- defect 4: a result whose unpickling raises SystemExit ---------------------------------------
+
+
+def test_local_scheduler_survives_a_result_that_raises_system_exit_when_unpickled(
+    local_session,
+):
+    job = local_session.submit(make_hostile_result, 1)
+    with pytest.raises(azhpc.TaskError, match="SystemExit: unpickled in the client"):
+        job.result(timeout=60)
+    assert not local_session.closed and local_session.stopped is None
+    # Other jobs still run on the same scheduler.
+    assert local_session.map(abs, [-1, -2]) == [1, 2]
+
+
+def test_local_scheduler_survives_a_done_callback_that_raises_system_exit(local_session):
+    job = local_session.submit(abs, -1)
+    called = threading.Event()
+
+    def callback(_: concurrent.futures.Future) -> None:
+        called.set()
+        raise SystemExit("from a done-callback")
+
+    job.add_done_callback(callback)
+    assert job.result(timeout=60) == 1
+    assert called.wait(timeout=60)
+    assert local_session.submit(abs, -2).result(timeout=60) == 2
+    assert not local_session.closed
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_session_whose_scheduler_died_says_so(monkeypatch):
+    # The scheduler survives whatever user data does (above), so a bug is injected into it
+    # to check what the session says when the thread dies anyway.
+    session = azhpc.connect(workers=1, progress=False)
+    try:
+        backend = session.backend
+
+        def broken_dispatch() -> None:
+            raise SystemExit("injected scheduler bug")
+
+        monkeypatch.setattr(backend, "_dispatch", broken_dispatch)
+        job = session.submit(abs, -1)
+        with pytest.raises(azhpc.TaskError, match="the local scheduler stopped: SystemExit"):
+            job.result(timeout=60)
+        backend._thread.join(timeout=30)
+        assert not backend._thread.is_alive()
+        assert session.closed
+        assert "scheduler thread stopped: SystemExit: injected scheduler bug" in (
+            session.stopped or ""
+        )
+        assert "stopped" in repr(session)
+        with pytest.raises(SessionStoppedError, match="scheduler thread stopped"):
+            session.submit(abs, -1)
+        with pytest.raises(SessionStoppedError, match="scheduler thread stopped"):
+            azhpc.Executor(session).submit(abs, -1)
+        # The default session is replaced by a working one.
+        assert azhpc.submit(abs, -3).result(timeout=60) == 3
+    finally:
+        session.close()
+        default = azhpc.session.default_session()
+        if default is not None and default is not session:
+            default.close()
+
 
 # -- defect 5: quick cancels are not start-up failures -------------------------------------------
 
@@ -72,6 +159,7 @@ def test_local_cancels_of_workers_still_starting_do_not_stop_the_pool(tmp_path, 
         assert session.submit(abs, -7).result(timeout=60) == 7
         assert session.map(abs, [-1, -2, -3]) == [1, 2, 3]
 
+
 # -- defect 6: shutdown and wait after a cancel --------------------------------------------------
 
 
@@ -105,3 +193,59 @@ def test_executor_map_timeout_then_shutdown_returns(local_session, tmp_path):
     with pytest.raises(concurrent.futures.TimeoutError):
         next(results)
     run_in_thread(ex.shutdown, timeout=30)
+
+
+# -- defect 7: a forked child ---------------------------------------------------------------------
+
+FORK_SCRIPT = """
+import multiprocessing, sys
+import azhpc
+from azhpc.errors import SessionStoppedError
+
+def child(conn, inherited):
+    try:
+        # The default session inherited from the parent is dropped: this opens a fresh one.
+        conn.send(("default", azhpc.map(abs, [-1, -2], progress=False)))
+        try:
+            inherited.submit(abs, -1)
+        except SessionStoppedError as exc:
+            conn.send(("inherited", str(exc)))
+        conn.send(("closed", inherited.closed))
+        azhpc.session.default_session().close()
+    except BaseException as exc:
+        conn.send(("error", repr(exc)))
+    conn.close()
+
+if __name__ == "__main__":
+    parent = azhpc.connect(workers=1, progress=False)
+    assert azhpc.map(abs, [-5], progress=False) == [5]
+    ours, theirs = multiprocessing.get_context("fork").Pipe()
+    proc = multiprocessing.get_context("fork").Process(target=child, args=(theirs, parent))
+    proc.start()
+    for _ in range(3):
+        if not ours.poll(90):
+            print("child timed out"); proc.kill(); sys.exit(1)
+        print(ours.recv())
+    proc.join(30)
+    # The parent's session still works after the child used (and dropped) its copy.
+    print(("parent", azhpc.map(abs, [-3], progress=False), proc.exitcode))
+"""
+
+
+def test_forked_child_opens_its_own_session_instead_of_hanging(tmp_path):
+    script = tmp_path / "fork_client.py"
+    script.write_text(textwrap.dedent(FORK_SCRIPT))
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=str(REPO),
+    )
+    out, err = communicate_or_kill(proc, 180)
+    assert proc.returncode == 0, out + err
+    lines = out.splitlines()
+    assert lines[0] == "('default', [1, 2])", out + err
+    assert lines[1].startswith("('inherited', ") and "is a fork of it" in lines[1], out
+    assert lines[2] == "('closed', True)", out
+    assert lines[3] == "('parent', [3], 0)", out + err
