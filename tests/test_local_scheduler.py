@@ -180,11 +180,24 @@ def test_executor_shutdown_returns_after_a_cancel(local_session, tmp_path):
     run_in_thread(ex.shutdown, timeout=30)
 
 
-def test_executor_shutdown_cancel_futures_returns(local_session, tmp_path):
+def test_executor_shutdown_cancel_futures_cancels_pending_jobs_and_returns(local_session, tmp_path):
+    # Two workers with one slot each: two jobs run, the third waits.
+    gate = str(tmp_path / "gate")
     ex = azhpc.Executor(local_session)
-    jobs = [ex.submit(block_until_file, str(tmp_path / f"gate-{i}")) for i in range(3)]
-    run_in_thread(lambda: ex.shutdown(wait=True, cancel_futures=True), timeout=30)
-    assert all(job.cancelled() for job in jobs)
+    jobs = [ex.submit(block_until_file, gate) for _ in range(3)]
+    wait_until(lambda: sum(j.progress.running for j in jobs) == 2, what="two jobs to run")
+    pending = next(j for j in jobs if j.progress.running == 0)
+    shutdown = threading.Thread(
+        target=ex.shutdown, kwargs={"wait": True, "cancel_futures": True}, daemon=True
+    )
+    shutdown.start()
+    # The pending job is cancelled, and seen as done by waiters, while the others still run.
+    done, _ = concurrent.futures.wait([pending], timeout=30)
+    assert done == {pending} and pending.cancelled()
+    Path(gate).touch()
+    shutdown.join(timeout=30)
+    assert not shutdown.is_alive(), "shutdown(cancel_futures=True) did not return"
+    assert [j.result(timeout=0) for j in jobs if j is not pending] == [None, None]
 
 
 def test_executor_map_timeout_then_shutdown_returns(local_session, tmp_path):
