@@ -22,14 +22,21 @@ REPO = Path(__file__).parent.parent
 
 def exit_on_unpickle() -> None:
     """What unpickling an :class:`ExitsWhenUnpickled` calls: it raises ``SystemExit``."""
-    raise SystemExit("unpickled in the client")
+    raise SystemExit("raised while unpickling")
 
 
 class ExitsWhenUnpickled:
-    """A task result that pickles on the worker but raises ``SystemExit`` when rebuilt."""
+    """A value that pickles but raises ``SystemExit`` where it is rebuilt."""
 
     def __reduce__(self) -> tuple[object, tuple[()]]:
         return exit_on_unpickle, ()
+
+
+class ExitsWhenPickled:
+    """A value that raises ``SystemExit`` when it is pickled."""
+
+    def __reduce__(self) -> tuple[object, tuple[()]]:
+        raise SystemExit("raised while pickling")
 
 
 def make_hostile_result(_: object) -> ExitsWhenUnpickled:
@@ -68,7 +75,7 @@ def test_local_scheduler_survives_a_result_that_raises_system_exit_when_unpickle
     local_session,
 ):
     job = local_session.submit(make_hostile_result, 1)
-    with pytest.raises(azhpc.TaskError, match="SystemExit: unpickled in the client"):
+    with pytest.raises(azhpc.TaskError, match="SystemExit: raised while unpickling"):
         job.result(timeout=60)
     assert not local_session.closed and local_session.stopped is None
     # Other jobs still run on the same scheduler.
@@ -88,6 +95,29 @@ def test_local_scheduler_survives_a_done_callback_that_raises_system_exit(local_
     assert called.wait(timeout=60)
     assert local_session.submit(abs, -2).result(timeout=60) == 2
     assert not local_session.closed
+
+
+def identity(value: object) -> object:
+    return value
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+def test_local_worker_fails_a_task_whose_input_raises_system_exit_when_unpickled(slots):
+    # With 2 slots the task may run in a slot thread, which the SystemExit used to end
+    # without a word (the task hung); in the main thread it ended the worker.
+    with azhpc.connect(workers=1, slots=slots, progress=False) as session:
+        jobs = [session.submit(identity, ExitsWhenUnpickled()) for _ in range(2)]
+        for job in jobs:
+            with pytest.raises(azhpc.TaskError, match="SystemExit: raised while unpickling"):
+                job.result(timeout=60)
+        assert session.submit(abs, -4).result(timeout=60) == 4
+
+
+def test_local_worker_fails_a_task_whose_result_raises_system_exit_when_pickled(local_session):
+    job = local_session.submit(ExitsWhenPickled)
+    with pytest.raises(azhpc.TaskError, match="could not be pickled on the worker: SystemExit"):
+        job.result(timeout=60)
+    assert local_session.submit(abs, -4).result(timeout=60) == 4
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")

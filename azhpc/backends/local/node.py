@@ -33,8 +33,11 @@ import sys
 import threading
 from typing import Any, BinaryIO
 
+from azhpc.core.outcome import RemoteError, TaskOutcome
 from azhpc.core.payload import Payload, decode, read_payload_file, write_payload_file
+from azhpc.core.states import TaskResult
 from azhpc.core.worker import encode_outcome, run_task
+from azhpc.errors import SerializationError
 
 __all__ = ["INLINE_LIMIT", "from_ref", "read_frame", "serve", "to_ref", "write_frame"]
 
@@ -141,18 +144,34 @@ def serve(inp: BinaryIO, out: BinaryIO, *, parent_pid: int | None = None) -> Non
             if message is None:
                 return
             _, job_id, task_id, attempt, digest, ref = message
-            function = functions.get(digest)
-            if function is None:
-                function = functions[digest] = decode(raw_functions[digest])
-            if job_id in shared_refs:
-                with shared_lock:  # map and rebuild it once per job, whatever the slots
-                    if job_id not in shared:
-                        shared[job_id] = decode(from_ref(shared_refs[job_id]))
-                function = functools.partial(function, shared[job_id])
-            outcome = run_task(function, decode(from_ref(ref)))
+            # Whatever user data raises here (SystemExit from a __reduce__ included) becomes
+            # the task's failure: an error escaping would end this slot's thread, and the
+            # task would never report.
+            try:
+                function = functions.get(digest)
+                if function is None:
+                    function = functions[digest] = decode(raw_functions[digest])
+                if job_id in shared_refs:
+                    with shared_lock:  # map and rebuild it once per job, whatever the slots
+                        if job_id not in shared:
+                            shared[job_id] = decode(from_ref(shared_refs[job_id]))
+                    function = functools.partial(function, shared[job_id])
+                task_input = decode(from_ref(ref))
+            except BaseException as exc:
+                outcome = _failure(f"the function or input of {task_id} could not be rebuilt", exc)
+            else:
+                try:
+                    outcome = run_task(function, task_input)
+                except BaseException as exc:  # KeyboardInterrupt raised by the task itself
+                    outcome = _failure(f"{task_id} raised", exc)
+            try:
+                payload = encode_outcome(outcome)
+            except BaseException as exc:
+                payload = encode_outcome(
+                    _failure(f"the result of {task_id} could not be pickled", exc)
+                )
             result = to_ref(
-                encode_outcome(outcome),
-                os.path.join(scratch, f"out-{node}-{job_id}-{task_id}-{attempt}"),
+                payload, os.path.join(scratch, f"out-{node}-{job_id}-{task_id}-{attempt}")
             )
             with send_lock:
                 write_frame(out, ("done", job_id, task_id, attempt, result))
@@ -165,6 +184,13 @@ def serve(inp: BinaryIO, out: BinaryIO, *, parent_pid: int | None = None) -> Non
     if parent_pid is not None and os.getppid() != parent_pid:
         os._exit(0)  # the parent died before we asked to die with it
     work_loop()
+
+
+def _failure(what: str, exc: BaseException) -> TaskOutcome:
+    """The outcome of a task that failed on the worker outside its function's own call."""
+    error = SerializationError(f"{what} on the worker: {type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return TaskOutcome(TaskResult.FAILURE, error=RemoteError.capture(error))
 
 
 def main() -> None:
