@@ -170,6 +170,8 @@ class LocalBackend(Backend):
             shared_ref = to_ref(spec.shared, os.path.join(self._scratch, f"shared-{spec.job_id}"))
         run = _JobRun(spec, events, refs, shared_ref=shared_ref, remaining=len(spec.tasks))
         self._send(("submit", run))
+        if self._stopped is not None:  # the scheduler died meanwhile: nobody reads the queue
+            self._answer_commands_after_stop()
 
     def cancel(self, job_id: str) -> None:
         if self._closed or self.stopped is not None:
@@ -236,9 +238,36 @@ class LocalBackend(Backend):
             self._stopped = f"its scheduler thread stopped: {type(exc).__name__}: {exc}"
             self._fatal = f"the local scheduler stopped: {type(exc).__name__}: {exc}"
             self._fail_queued(self._fatal, everything=True)
+            self._answer_commands_after_stop()
             for node in list(self._nodes):
                 _kill(node.proc)
             raise
+
+    def _answer_commands_after_stop(self) -> None:
+        """Once the scheduler has stopped, fail the jobs and release the callers still in the
+        command queue (any thread may call this; each command is taken once)."""
+        reason = self._fatal or "the local scheduler stopped"
+        error = RemoteError.capture(WorkerLostError(reason))
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            kind = command[0]
+            if kind == "submit":
+                run: _JobRun = command[1]
+                for task in run.spec.tasks:
+                    try:
+                        outcome = TaskOutcome(TaskResult.FAILURE, error=error)
+                        run.events.task_completed(task.task_id, outcome)
+                    except BaseException:
+                        _report_callback_error(run.spec.job_id)
+            elif kind == "cancel":
+                command[2].set()
+            elif kind == "close":
+                command[1].set()
+            elif kind == "pids":
+                command[1].put([])
 
     def _serve(self) -> None:
         self._nodes: list[_Node] = []
