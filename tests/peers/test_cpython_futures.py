@@ -84,6 +84,15 @@ class AzhpcSuiteExecutor(azhpc.Executor):
         super().__init__(_session)
 
 
+class AzhpcBaseTestCase(cf.BaseTestCase):
+    """The suite's base test case without ``support.reap_children()``: that reaps *any* dead
+    child of this process, and this test run has others (the Batch emulator's task
+    processes), which their own ``Popen`` objects wait for."""
+
+    def tearDown(self) -> None:
+        cf.threading_helper.threading_cleanup(*self._thread_key)
+
+
 class AzhpcMixin(cf.ExecutorMixin):
     executor_type = AzhpcSuiteExecutor
 
@@ -128,7 +137,7 @@ def _mark(base: type, marks: dict[str, pytest.MarkDecorator]) -> dict[str, Any]:
     return {name: mark(getattr(base, name)) for name, mark in marks.items()}
 
 
-class TestAzhpcExecutor(AzhpcMixin, cf.ExecutorTest, cf.BaseTestCase):
+class TestAzhpcExecutor(AzhpcMixin, cf.ExecutorTest, AzhpcBaseTestCase):
     locals().update(
         _mark(
             cf.ExecutorTest,
@@ -142,7 +151,7 @@ class TestAzhpcExecutor(AzhpcMixin, cf.ExecutorTest, cf.BaseTestCase):
     )
 
 
-class TestAzhpcShutdown(AzhpcMixin, cf.ExecutorShutdownTest, cf.BaseTestCase):
+class TestAzhpcShutdown(AzhpcMixin, cf.ExecutorShutdownTest, AzhpcBaseTestCase):
     locals().update(
         _mark(
             cf.ExecutorShutdownTest,
@@ -155,23 +164,23 @@ class TestAzhpcShutdown(AzhpcMixin, cf.ExecutorShutdownTest, cf.BaseTestCase):
     )
 
 
-class TestAzhpcWait(AzhpcMixin, cf.WaitTests, cf.BaseTestCase):
+class TestAzhpcWait(AzhpcMixin, cf.WaitTests, AzhpcBaseTestCase):
     pass
 
 
-class TestAzhpcAsCompleted(AzhpcMixin, cf.AsCompletedTests, cf.BaseTestCase):
+class TestAzhpcAsCompleted(AzhpcMixin, cf.AsCompletedTests, AzhpcBaseTestCase):
     pass
 
 
-class TestAzhpcInitializer(AzhpcMixin, cf.InitializerMixin, cf.BaseTestCase):
+class TestAzhpcInitializer(AzhpcMixin, cf.InitializerMixin, AzhpcBaseTestCase):
     locals().update(_mark(cf.InitializerMixin, {"test_initializer": NO_INITIALIZER}))
 
 
-class TestAzhpcFailingInitializer(AzhpcMixin, cf.FailingInitializerMixin, cf.BaseTestCase):
+class TestAzhpcFailingInitializer(AzhpcMixin, cf.FailingInitializerMixin, AzhpcBaseTestCase):
     locals().update(_mark(cf.FailingInitializerMixin, {"test_initializer": NO_INITIALIZER}))
 
 
-class TestAzhpcDeadlock(AzhpcMixin, cf.ExecutorDeadlockTest, cf.BaseTestCase):
+class TestAzhpcDeadlock(AzhpcMixin, cf.ExecutorDeadlockTest, AzhpcBaseTestCase):
     """Crashes and hostile pickles in every place: each call must fail, never hang.
 
     The standard executors raise BrokenProcessPool (the pool is unusable afterwards); azhpc
