@@ -42,6 +42,7 @@ __all__ = [
     "PoolSpecWarning",
     "PoolStartError",
     "SerializationError",
+    "SessionStoppedError",
     "TaskError",
     "UndefinedVariableError",
     "UnpicklableVariableError",
@@ -300,6 +301,12 @@ class PoolSpecWarning(UserWarning):
 
 class ExecutorShutdownError(AzhpcError, RuntimeError):
     """Work was submitted to an :class:`azhpc.Executor` after its ``shutdown()``."""
+
+
+class SessionStoppedError(AzhpcError, RuntimeError):
+    """The session runs no more jobs although it was not closed: its backend stopped (the
+    local scheduler thread died), or this process is a fork of the one that opened it. The
+    message says which; open a new session with :func:`azhpc.connect`."""
 
 
 class LakeError(AzhpcError):

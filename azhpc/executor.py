@@ -105,11 +105,17 @@ class Executor(concurrent.futures.Executor):
         return results()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Stop accepting work; optionally cancel pending jobs and wait for the others."""
+        """Stop accepting work; optionally cancel pending jobs and wait for the others.
+
+        ``cancel_futures=True`` cancels the jobs none of whose tasks has started, as the
+        standard executors cancel the calls they have not started; running jobs finish
+        (``job.cancel()`` stops one that runs).
+        """
         self._shutdown = True
         if cancel_futures:
             for job in self._jobs:
-                job.cancel()
+                if not job.done() and job.progress.running == 0:
+                    job.cancel()
         if wait:
             concurrent.futures.wait(self._jobs)
         self._jobs = []

@@ -10,6 +10,7 @@ stops every worker.
 from __future__ import annotations
 
 import inspect
+import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable
@@ -22,7 +23,7 @@ from azhpc.core import at_exit
 from azhpc.core.job import Job
 from azhpc.emulator.azurite import Azurite
 from azhpc.emulator.state import discover
-from azhpc.errors import ConfigError
+from azhpc.errors import ConfigError, SessionStoppedError
 from azhpc.lake.lake import Lake
 from azhpc.staging import JobStore, PersistingEvents
 
@@ -97,6 +98,7 @@ class Session:
         self.owns_lake = owns_lake
         self._jobs: weakref.WeakSet[Job] = weakref.WeakSet()
         self._closed = False
+        self._pid = os.getpid()
         at_exit.release_at_exit(self, "close")
 
     @property
@@ -106,7 +108,7 @@ class Session:
 
     def __repr__(self) -> str:
         parts = " ".join(f"{k}={v!r}" for k, v in self.backend.describe().items())
-        state = "closed" if self._closed else "open"
+        state = "closed" if self._closed else "stopped" if self.stopped else "open"
         return f"<azhpc.Session profile={self.profile!r} {parts} ({state})>"
 
     def __enter__(self) -> Session:
@@ -117,8 +119,31 @@ class Session:
 
     @property
     def closed(self) -> bool:
-        """True once the session is closed."""
-        return self._closed
+        """True once the session runs no more jobs: it was closed, or it stopped (see
+        :attr:`stopped`)."""
+        return self._closed or self.stopped is not None
+
+    @property
+    def stopped(self) -> str | None:
+        """Why the session runs no more jobs although it was not closed, or ``None``.
+
+        Its backend stopped (the local scheduler thread died), or this process is a fork of
+        the one that opened it: a fork has the session's objects but not its threads.
+        """
+        if os.getpid() != self._pid:
+            return f"it was opened by process {self._pid}; this process is a fork of it"
+        return self.backend.stopped
+
+    def _check_open(self) -> None:
+        """Raise the error that says why no job can run here, if none can."""
+        if self._closed:
+            raise ConfigError("this session is closed; open a new one with azhpc.connect()")
+        stopped = self.stopped
+        if stopped is not None:
+            raise SessionStoppedError(
+                f"this session runs no more jobs: {stopped}. Open a new one with "
+                "azhpc.connect() (the default session is replaced on its own)"
+            )
 
     @property
     def total_slots(self) -> int:
@@ -132,6 +157,8 @@ class Session:
             return
         self._closed = True
         at_exit.forget(self)
+        if os.getpid() != self._pid:
+            return  # a fork's copy: the workers, pools and lake are the parent's to release
         for job in list(self._jobs):
             if not job.done():
                 job.cancel()
@@ -147,8 +174,7 @@ class Session:
     def run_job(self, spec: JobSpec, gather: Callable[[list[Any]], Any]) -> Job:
         """Hand a job to the backend and return its :class:`~azhpc.core.job.Job`."""
 
-        if self._closed:
-            raise ConfigError("this session is closed; open a new one with azhpc.connect()")
+        self._check_open()
         job = Job(spec, gather=gather, canceller=self.backend.cancel)
         self._jobs.add(job)
         if self.store is None:
@@ -179,8 +205,7 @@ class Session:
         Used by :func:`azhpc.attach`; ``spec`` names every task of the job.
         """
 
-        if self._closed:
-            raise ConfigError("this session is closed; open a new one with azhpc.connect()")
+        self._check_open()
         job = Job(spec, gather=gather, canceller=self.backend.cancel)
         self._jobs.add(job)
         for task_id, outcome in finished.items():
@@ -411,14 +436,29 @@ def current_session(session: Session | None = None, *, pool: Session | None = No
                 f"{keyword}= takes an azhpc Session (from azhpc.connect()) or an azhpc.Pool, "
                 f"got {type(chosen).__name__}"
             )
-        if chosen.closed:
-            raise ConfigError("this session is closed; open a new one with azhpc.connect()")
+        chosen._check_open()
         return chosen
     with _default_lock:
         found = _default
     if found is None or found.closed:
         found = connect()
     return found
+
+
+def _forget_default_in_child() -> None:
+    """After ``fork()``, in the child: the parent's default session is not this process's.
+
+    Its scheduler thread and workers stayed in the parent, so the child's first call opens
+    its own session instead of waiting forever on the copy. The lock is new too: another
+    thread may have held it at the fork.
+    """
+    global _default, _default_lock
+    _default = None
+    _default_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_default_in_child)
 
 
 def default_session() -> Session | None:

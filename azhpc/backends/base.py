@@ -59,6 +59,12 @@ class Backend(ABC):
         it is free or unknown (displays then show no cost)."""
         return None
 
+    @property
+    def stopped(self) -> str | None:
+        """Why the backend runs no more jobs although it was not closed (its scheduler
+        thread died, or this process is a fork of its owner), or ``None`` while it works."""
+        return None
+
     def cancel(self, job_id: str) -> None:  # noqa: B027 - a harmless default hook
         """Stop the job's queued and running tasks."""
 

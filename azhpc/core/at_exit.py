@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import os
 import threading
 import weakref
 from typing import Any
@@ -62,4 +63,17 @@ def release_all() -> None:
             pass
 
 
+def _forget_all_in_child() -> None:
+    """After ``fork()``, in the child: what the parent opened is the parent's to release.
+
+    A child that exits normally would otherwise close the parent's sessions and stop its
+    emulators. The lock is new too: another thread may have held it at the fork.
+    """
+    global _lock
+    _lock = threading.Lock()
+    _registered.clear()
+
+
 atexit.register(release_all)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_all_in_child)

@@ -187,6 +187,7 @@ class Job(Future):
         self._cost_rate: tuple[float, str] | None = None
         self._state = JobState.ACTIVE
         self._finishing = False
+        self._cancel_requested = False
         if not self._records:
             self._finish()
 
@@ -277,19 +278,28 @@ class Job(Future):
     def cancel(self) -> bool:
         """Cancel the job: queued tasks never start and running tasks are stopped.
 
-        Returns ``False`` when the job had already finished.
+        Returns ``False`` when the job had already finished, ``True`` once it is cancelled
+        (again ``True`` for a job cancelled before, as ``concurrent.futures`` says).
         """
         with self._lock:
+            if self._cancel_requested:
+                return True
             if self._finishing:
                 return False
             self._finishing = True
+            self._cancel_requested = True
             self._state = JobState.TERMINATING
         if self._canceller is not None:
             self._canceller(self.job_id)
         with self._lock:
             self._state = JobState.COMPLETED
             self._ended = time.monotonic()
-        return super().cancel()
+        super().cancel()
+        # A cancelled Future is "done" for concurrent.futures.wait() and as_completed() only
+        # once its waiters are told (an executor does this when it would have started the
+        # call): without it, Executor.shutdown() after a cancel waited forever.
+        self.set_running_or_notify_cancel()
+        return True
 
     def exception_if_cancelled(self) -> JobCancelledError:
         """The error raised by waiting code when this job was cancelled."""

@@ -24,6 +24,7 @@ import struct
 import subprocess
 import sys
 import threading
+import traceback
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -34,7 +35,7 @@ from azhpc.backends.local.scratch import make_scratch_folder
 from azhpc.core.outcome import RemoteError, TaskOutcome
 from azhpc.core.payload import decode
 from azhpc.core.states import TaskResult
-from azhpc.errors import ConfigError, SerializationError, WorkerLostError
+from azhpc.errors import ConfigError, SerializationError, SessionStoppedError, WorkerLostError
 from azhpc.version import PACKAGE_FOLDER
 
 if TYPE_CHECKING:
@@ -118,12 +119,14 @@ class LocalBackend(Backend):
         self._commands: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe()
         self._closed = False
+        self._stopped: str | None = None
+        self._pid = os.getpid()
         self._node_ids = itertools.count(1)
         self._stage_ids = itertools.count()
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._run, name="azhpc-local", daemon=True)
         self._finalizer = weakref.finalize(
-            self, _release, self._scratch, (self._wake_r, self._wake_w)
+            self, _release, self._scratch, (self._wake_r, self._wake_w), self._pid
         )
         # At interpreter exit the session's close() releases these, after stopping the nodes;
         # running it earlier (finalize's own exit hook) would cut the scheduler's wake pipe.
@@ -141,6 +144,17 @@ class LocalBackend(Backend):
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "workers": self.workers, "slots": self.slots}
 
+    @property
+    def stopped(self) -> str | None:
+        """Why this backend runs no more jobs although nobody closed it, or ``None``.
+
+        Set when the scheduler thread died, or in a process forked from the one that
+        started it (the fork has the backend's objects but not its thread or workers).
+        """
+        if os.getpid() != self._pid:
+            return f"it belongs to process {self._pid}; this process is a fork of it"
+        return self._stopped
+
     def submit(self, spec: JobSpec, events: JobEvents) -> None:
         self._check_open()
         refs = {}
@@ -152,9 +166,11 @@ class LocalBackend(Backend):
             shared_ref = to_ref(spec.shared, os.path.join(self._scratch, f"shared-{spec.job_id}"))
         run = _JobRun(spec, events, refs, shared_ref=shared_ref, remaining=len(spec.tasks))
         self._send(("submit", run))
+        if self._stopped is not None:  # the scheduler died meanwhile: nobody reads the queue
+            self._answer_commands_after_stop()
 
     def cancel(self, job_id: str) -> None:
-        if self._closed:
+        if self._closed or self.stopped is not None:
             return
         if threading.current_thread() is self._thread:
             # From a job's done-callback, which runs on the scheduler thread: act now,
@@ -167,6 +183,9 @@ class LocalBackend(Backend):
 
     def close(self) -> None:
         if self._closed:
+            return
+        if os.getpid() != self._pid:
+            self._closed = True  # the workers and the scratch folder are the parent's
             return
         if threading.current_thread() is self._thread:
             raise ConfigError(
@@ -182,17 +201,23 @@ class LocalBackend(Backend):
         # Not self._finalizer(): after weakref.finalize's own exit hook (which runs before
         # azhpc's, at interpreter exit) a finalizer call is a no-op, and the folder stayed.
         if self._finalizer.detach() is not None:
-            _release(self._scratch, (self._wake_r, self._wake_w))
+            _release(self._scratch, (self._wake_r, self._wake_w), self._pid)
 
     def node_pids(self) -> list[int]:
         """The process ids of the live worker processes (for diagnostics and tests)."""
-        if self._closed:
+        if self._closed or self.stopped is not None:
             return []
         reply: queue.SimpleQueue[list[int]] = queue.SimpleQueue()
         self._send(("pids", reply))
         return reply.get(timeout=30)
 
     def _check_open(self) -> None:
+        stopped = self.stopped
+        if stopped is not None:
+            raise SessionStoppedError(
+                f"this session's local backend runs no more jobs: {stopped}. "
+                "Open a new session with azhpc.connect()"
+            )
         if self._closed:
             raise ConfigError("this session is closed; open a new one with azhpc.connect()")
 
@@ -209,12 +234,39 @@ class LocalBackend(Backend):
         try:
             self._serve()
         except BaseException as exc:  # a bug here must fail the jobs, not hang them
-            self._closed = True
+            self._stopped = f"its scheduler thread stopped: {type(exc).__name__}: {exc}"
             self._fatal = f"the local scheduler stopped: {type(exc).__name__}: {exc}"
             self._fail_queued(self._fatal, everything=True)
+            self._answer_commands_after_stop()
             for node in list(self._nodes):
                 _kill(node.proc)
             raise
+
+    def _answer_commands_after_stop(self) -> None:
+        """Once the scheduler has stopped, fail the jobs and release the callers still in the
+        command queue (any thread may call this; each command is taken once)."""
+        reason = self._fatal or "the local scheduler stopped"
+        error = RemoteError.capture(WorkerLostError(reason))
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            kind = command[0]
+            if kind == "submit":
+                run: _JobRun = command[1]
+                for task in run.spec.tasks:
+                    try:
+                        outcome = TaskOutcome(TaskResult.FAILURE, error=error)
+                        run.events.task_completed(task.task_id, outcome)
+                    except BaseException:
+                        _report_callback_error(run.spec.job_id)
+            elif kind == "cancel":
+                command[2].set()
+            elif kind == "close":
+                command[1].set()
+            elif kind == "pids":
+                command[1].put([])
 
     def _serve(self) -> None:
         self._nodes: list[_Node] = []
@@ -387,7 +439,7 @@ class LocalBackend(Backend):
         run = self._jobs.get(job_id)
         try:
             outcome: TaskOutcome = decode(from_ref(ref, unlink=True))
-        except Exception as exc:
+        except BaseException as exc:  # user data: SystemExit from a __reduce__ included
             if run is None:
                 return
             error = SerializationError(
@@ -412,7 +464,10 @@ class LocalBackend(Backend):
         run.remaining -= 1
         if run.remaining <= 0:
             self._forget(run)
-        run.events.task_completed(task_id, outcome)
+        try:
+            run.events.task_completed(task_id, outcome)
+        except BaseException:  # a done-callback's error (SystemExit too) is the caller's
+            _report_callback_error(run.spec.job_id)
 
     def _forget(self, run: _JobRun) -> None:
         job_id = run.spec.job_id
@@ -452,7 +507,9 @@ class LocalBackend(Backend):
             if code is not None and code < 0
             else f"exit code {code}"
         )
-        if not node.ready:
+        if not node.ready and not killed_for_cancel:
+            # A node we killed ourselves (to cancel a job) before it said it was ready did
+            # not fail to start: counting it would stop the pool after a few quick cancels.
             self._startup_failures += 1
         for (job_id, task_id), _ in list(node.running.items()):
             run = self._jobs.get(job_id)
@@ -559,6 +616,16 @@ def _echo_stderr(node: _Node, chunk: bytes) -> None:
         pass
 
 
+def _report_callback_error(job_id: str) -> None:
+    """Print the traceback of an error raised while a job was told of a completed task
+    (a done-callback's, usually), and keep the scheduler running."""
+    try:
+        print(f"azhpc: error in a done-callback of job {job_id}:", file=sys.stderr)
+        traceback.print_exc()
+    except Exception:  # a closed or odd stderr must not stop the scheduler
+        pass
+
+
 def _kill(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         try:
@@ -568,8 +635,9 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
-def _release(scratch: str, fds: tuple[int, ...]) -> None:
-    shutil.rmtree(scratch, ignore_errors=True)
+def _release(scratch: str, fds: tuple[int, ...], owner: int) -> None:
+    if os.getpid() == owner:  # a forked child must not delete its parent's payload files
+        shutil.rmtree(scratch, ignore_errors=True)
     for fd in fds:
         try:
             os.close(fd)

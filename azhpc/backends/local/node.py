@@ -146,6 +146,9 @@ def serve(inp: BinaryIO, out: BinaryIO, *, parent_pid: int | None = None) -> Non
             if message is None:
                 return
             _, job_id, task_id, attempt, digest, ref = message
+            # Whatever user data raises here (SystemExit from a __reduce__ included) becomes
+            # the task's failure: an error escaping would end this slot's thread, and the
+            # task would never report.
             try:
                 function = functions.get(digest)
                 if function is None:
@@ -161,11 +164,21 @@ def serve(inp: BinaryIO, out: BinaryIO, *, parent_pid: int | None = None) -> Non
                 task_input = rebuild(from_ref(ref), what=f"the input of {task_id}")
             except SerializationError as exc:  # the task's failure, not the worker's death
                 outcome = TaskOutcome(TaskResult.FAILURE, error=RemoteError.capture(exc))
+            except BaseException as exc:  # e.g. SystemExit raised while unpickling
+                outcome = _failure(f"the function or input of {task_id} could not be rebuilt", exc)
             else:
-                outcome = run_task(function, task_input)
+                try:
+                    outcome = run_task(function, task_input)
+                except BaseException as exc:  # KeyboardInterrupt raised by the task itself
+                    outcome = _failure(f"{task_id} raised", exc)
+            try:
+                payload = encode_outcome(outcome)
+            except BaseException as exc:
+                payload = encode_outcome(
+                    _failure(f"the result of {task_id} could not be pickled", exc)
+                )
             result = to_ref(
-                encode_outcome(outcome),
-                os.path.join(scratch, f"out-{node}-{job_id}-{task_id}-{attempt}"),
+                payload, os.path.join(scratch, f"out-{node}-{job_id}-{task_id}-{attempt}")
             )
             with send_lock:
                 write_frame(out, ("done", job_id, task_id, attempt, result))
@@ -178,6 +191,13 @@ def serve(inp: BinaryIO, out: BinaryIO, *, parent_pid: int | None = None) -> Non
     if parent_pid is not None and os.getppid() != parent_pid:
         os._exit(0)  # the parent died before we asked to die with it
     work_loop()
+
+
+def _failure(what: str, exc: BaseException) -> TaskOutcome:
+    """The outcome of a task that failed on the worker outside its function's own call."""
+    error = SerializationError(f"{what} on the worker: {type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return TaskOutcome(TaskResult.FAILURE, error=RemoteError.capture(error))
 
 
 def main() -> None:

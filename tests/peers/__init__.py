@@ -1,0 +1,1 @@
+"""Peer test suites (CPython, joblib) run in place against azhpc."""

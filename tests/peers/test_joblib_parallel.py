@@ -1,0 +1,70 @@
+"""joblib's own ``joblib/test/test_parallel.py`` (shipped in the installed joblib), run in place
+on the "azhpc" backend.
+
+A separate pytest process runs the installed file with ``tests/peers/joblib_azhpc_plugin.py``,
+which registers the backend before the file is imported (so its lists of backends include
+"azhpc") and keeps the tests parametrized with it: about 100, in about 20 s on 2 cores. The
+documented differences (``docs/compatibility.md``) are strict expected failures there.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import communicate_or_kill
+
+joblib = pytest.importorskip("joblib")
+
+REPO = Path(__file__).parent.parent.parent
+SUITE = Path(joblib.__file__).parent / "test" / "test_parallel.py"
+
+
+def test_joblib_test_parallel_passes_on_the_azhpc_backend(tmp_path: Path) -> None:
+    if not SUITE.is_file():
+        pytest.skip(f"this joblib ({joblib.__version__}) ships no test/test_parallel.py")
+    ini = tmp_path / "pytest.ini"  # none of azhpc's own pytest settings and plugins
+    ini.write_text("[pytest]\n")
+    report = tmp_path / "report.xml"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-c",
+            str(ini),
+            "--rootdir",
+            str(tmp_path),
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "tests.peers.joblib_azhpc_plugin",
+            "-W",
+            "ignore::pytest.PytestUnknownMarkWarning",
+            "--timeout",
+            "120",
+            "-q",
+            "-rfEX",
+            f"--junitxml={report}",
+            str(SUITE),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=str(tmp_path),
+        env=env,
+    )
+    out, _ = communicate_or_kill(proc, 600)
+    suite = ElementTree.parse(report).getroot()
+    suite = suite if suite.tag == "testsuite" else suite[0]
+    counts = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
+    print(f"joblib {joblib.__version__} test_parallel.py on azhpc: {counts}")
+    assert counts["tests"] >= 90, f"too few tests ran on azhpc:\n{out[-3000:]}"
+    assert proc.returncode == 0, out[-6000:]
