@@ -226,9 +226,10 @@ def local_modules_by_value() -> Iterator[None]:
     code (``cloudpickle.register_pickle_by_value``), as ``__main__``'s always are: for nodes
     that do not have the user's files (Batch)."""
     registered = []
+    already = set(cloudpickle.list_registry_pickle_by_value())  # the user's own: left alone
     for name in local_modules():
         module = sys.modules.get(name)
-        if module is None:
+        if module is None or name in already:
             continue
         try:
             cloudpickle.register_pickle_by_value(module)

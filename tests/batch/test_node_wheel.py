@@ -187,7 +187,7 @@ def test_start_task_script_has_no_emulator_variant() -> None:
     import inspect
 
     parameters = inspect.signature(start_task_script).parameters
-    assert set(parameters) == {"spec", "azhpc_requirement", "wheel_file"}
+    assert set(parameters) == {"spec", "azhpc_requirement", "wheel_file", "wheel_sha256"}
 
 
 @pytest.fixture(scope="module")

@@ -190,3 +190,27 @@ def test_run_task_keyboard_interrupt_is_a_task_failure_off_the_caller():
     assert outcome.error.type_name == "KeyboardInterrupt"
     with pytest.raises(KeyboardInterrupt):  # in the caller's thread, it is the user's Ctrl-C
         run_task(interrupted, None, in_caller=True)
+
+
+def test_modules_the_user_pickles_by_value_stay_so_after_a_job(tmp_path, monkeypatch):
+    """azhpc registers the user's local modules for pickling by value while it stages a job;
+    afterwards it unregisters only those it registered (one the user registered stays)."""
+    import importlib.util
+
+    import cloudpickle
+
+    from azhpc.core.payload import local_modules_by_value
+
+    source = tmp_path / "users_own_module_xyz.py"
+    source.write_text("def f():\n    return 1\n")
+    spec = importlib.util.spec_from_file_location("users_own_module_xyz", source)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "users_own_module_xyz", module)
+    spec.loader.exec_module(module)
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        with local_modules_by_value():
+            pass
+        assert "users_own_module_xyz" in cloudpickle.list_registry_pickle_by_value()
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
