@@ -245,6 +245,8 @@ def test_task_environment_and_stdout_via_download(client: Any, make_pool: Any) -
         'echo "$AZ_BATCH_JOB_ID/$AZ_BATCH_TASK_ID/$AZ_BATCH_POOL_ID/$AZ_BATCH_NODE_ID/$GREETING";'
         " echo oops >&2;"
         ' test "$PWD" = "$AZ_BATCH_TASK_WORKING_DIR" && test -d "$AZ_BATCH_NODE_SHARED_DIR"'
+        # the node's own temporary folder, as a real node has its own /tmp
+        ' && test "$TMPDIR" = "$AZ_BATCH_NODE_ROOT_DIR/tmp" && test -d "$TMPDIR"'
     )
     client.create_task(
         "j",
