@@ -372,6 +372,14 @@ class Azurite:
         while not self._listening.wait(0.05):
             if self._exited() or time.monotonic() > deadline:
                 break
+        process = self._process
+        if self.port is None and process is not None and self._listening.is_set():
+            # Its output ended without a port: it is exiting, but its pipe closes before the
+            # kernel lets it be reaped; wait for that, to report it as the exit it is.
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
         if self.port is None or self._exited():
             if self._exited():
                 raise AzuriteStartError(self._failure("exited"))
