@@ -132,20 +132,23 @@ def test_wait_while_stops_when_the_condition_ends_or_at_the_deadline() -> None:
     assert not wait_while(lambda: True, timeout=0.05, interval=0.01)
 
 
-@pytest.mark.skipif(
-    os.environ.get("AZHPC_LEFTOVER_PROBE") != "1",
-    reason="a run that leaves things behind, run by the test below",
-)
-def test_leftover_probe_leaves_a_process_and_a_folder() -> None:
+PROBE = """
+import subprocess, tempfile
+
+def test_leaves_a_process_and_a_folder():
     subprocess.Popen(["sleep", "60"], start_new_session=True)
     tempfile.mkdtemp(prefix="azhpc-probe-")
+"""
 
 
-def test_a_run_that_leaves_a_process_or_a_file_fails_and_lists_them() -> None:
-    probe = f"{__file__}::test_leftover_probe_leaves_a_process_and_a_folder"
-    env = {**os.environ, "AZHPC_LEFTOVER_PROBE": "1", "AZHPC_TEST_LEFTOVER_GRACE": "0.5"}
+def test_a_run_that_leaves_a_process_or_a_file_fails_and_lists_them(tmp_path: Path) -> None:
+    """A run of a test file that leaks, with this conftest as a plugin (``-p tests.conftest``)."""
+    probe = tmp_path / "test_probe.py"
+    probe.write_text(PROBE)
+    env = {**os.environ, "AZHPC_TEST_LEFTOVER_GRACE": "0.5"}
+    command = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest"]
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", probe],
+        [sys.executable, *command, "--rootdir", str(tmp_path), str(probe)],
         cwd=Path(__file__).parents[1],
         env=env,
         capture_output=True,
