@@ -42,24 +42,35 @@ def batch_available() -> bool:
     return True
 
 
-#: The run's private azhpc home (lake, keys, state), removed when the run ends.
+#: The run's private temporary folder (TMPDIR of this process and of every process it starts,
+#: tests/leftovers.py): its path marks the run's processes; removed when the run ends.
+_RUN_FOLDER = pytest.StashKey[Path]()
+#: The run's private azhpc home (lake, keys, state), in the run's folder.
 _TEST_HOME = pytest.StashKey[Path]()
-#: Scratch folders (/dev/shm/azhpc-*) of this run and its child processes left at the end.
+#: What this run (and the processes it started) left at the end: scratch folders
+#: (/dev/shm/azhpc-*), live processes, files in its temporary folder.
 _LEFT_SCRATCH = pytest.StashKey[list[str]]()
-#: How long the end-of-run check waits for live owners of scratch folders to finish exiting.
-_SCRATCH_GRACE = 15.0
+_LEFT_PROCESSES = pytest.StashKey[list[str]]()
+_LEFT_FILES = pytest.StashKey[list[str]]()
+#: How long the end-of-run check waits for what is still exiting (processes, owners of
+#: scratch folders) before it counts it as left behind (AZHPC_TEST_LEFTOVER_GRACE, seconds).
+_LEFTOVER_GRACE = float(os.environ.get("AZHPC_TEST_LEFTOVER_GRACE") or 15)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Keep the test run away from the user's own azhpc state, process-wide (sessions opened by
     module-scoped fixtures and subprocesses included): a private lake folder, key ring, no
-    config file, and no workshop emulators (``azhpc emulator start``) but the tests' own."""
+    config file, and no workshop emulators (``azhpc emulator start``) but the tests' own; and
+    away from other runs on this machine: a private temporary folder."""
     import tempfile
 
     from azhpc.config import config_path
+    from tests.leftovers import make_run_folder
 
     # The live tests (tests/live) read the user's own config file: keep where it is.
     os.environ.setdefault("AZHPC_LIVE_CONFIG", str(config_path()))
+    run = make_run_folder()
+    config.stash[_RUN_FOLDER] = run
     home = Path(tempfile.mkdtemp(prefix="azhpc-tests-"))
     config.stash[_TEST_HOME] = home
     os.environ["AZHPC_LAKE_ROOT"] = str(home / "lake")
@@ -71,7 +82,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # (pytest_sessionfinish) counts those only, not those of other runs on this machine.
     from azhpc.backends.local.scratch import SCRATCH_TAG_VARIABLE
 
-    os.environ[SCRATCH_TAG_VARIABLE] = f"t{os.getpid()}x{home.name.rsplit('-', 1)[-1]}"
+    os.environ[SCRATCH_TAG_VARIABLE] = f"t{os.getpid()}x{run.name.rsplit('-', 1)[-1]}"
     # Every request to a Batch emulator in this process and every response it gives, checked
     # against Azure's Batch REST specification; violations fail the session and are listed in
     # the terminal summary (tests/contract/plugin.py).
@@ -92,52 +103,77 @@ def _scratch_left_by_this_run() -> list[str]:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Fail the run if a scratch folder of this run (or of a process it started) is left.
+    """Fail the run if it left something behind: a scratch folder of this run (or of a process
+    it started), a process it started, a file in its temporary folder.
 
     Everything still open here is closed first (session fixtures are torn down already);
-    folders whose owner is still alive get a grace period to be removed by its exit.
+    processes still exiting, and folders whose owner is still alive, get a grace period.
     """
     from azhpc.backends.local.scratch import owner_pid, process_alive
     from azhpc.core import at_exit
+    from tests.leftovers import processes_left, temporary_files_left, wait_while
 
+    config = session.config
+    run = config.stash.get(_RUN_FOLDER, None)
+    if run is None:
+        return
     at_exit.release_all()
-    deadline = time.monotonic() + _SCRATCH_GRACE
-    left = _scratch_left_by_this_run()
-    while left and time.monotonic() < deadline:
-        if not any(process_alive(owner_pid(Path(p).name) or 0) for p in left):
-            break  # no owner alive: nothing will remove them any more
-        time.sleep(0.1)
-        left = _scratch_left_by_this_run()
-    session.config.stash[_LEFT_SCRATCH] = left
+
+    def still_exiting() -> bool:
+        scratch = _scratch_left_by_this_run()
+        if any(process_alive(owner_pid(Path(p).name) or 0) for p in scratch):
+            return True  # an owner alive: its exit may remove them yet
+        return bool(processes_left(run))
+
+    wait_while(still_exiting, _LEFTOVER_GRACE)
+    config.stash[_LEFT_SCRATCH] = _scratch_left_by_this_run()
+    config.stash[_LEFT_PROCESSES] = [str(p) for p in processes_left(run)]
+    config.stash[_LEFT_FILES] = temporary_files_left(run, keep=[config.stash[_TEST_HOME]])
+    left = any(config.stash[k] for k in (_LEFT_SCRATCH, _LEFT_PROCESSES, _LEFT_FILES))
     if left and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """List the scratch folders this run left behind (and fail it, see pytest_sessionfinish)."""
+    """List what this run left behind (and fail it, see pytest_sessionfinish)."""
     from azhpc.backends.local.scratch import owner_pid, process_alive
 
-    left = terminalreporter.config.stash.get(_LEFT_SCRATCH, [])
-    if not left:
-        return
-    terminalreporter.write_sep("=", f"{len(left)} scratch folder(s) left behind", red=True)
-    for path in left:
-        pid = owner_pid(Path(path).name)
-        state = "still running" if pid and process_alive(pid) else "ended without removing it"
-        terminalreporter.write_line(f"{path} (owner pid {pid}: {state})", red=True)
+    stash = terminalreporter.config.stash
+    left = stash.get(_LEFT_SCRATCH, [])
+    if left:
+        terminalreporter.write_sep("=", f"{len(left)} scratch folder(s) left behind", red=True)
+        for path in left:
+            pid = owner_pid(Path(path).name)
+            state = "still running" if pid and process_alive(pid) else "ended without removing it"
+            terminalreporter.write_line(f"{path} (owner pid {pid}: {state})", red=True)
+    processes = stash.get(_LEFT_PROCESSES, [])
+    if processes:
+        terminalreporter.write_sep(
+            "=", f"{len(processes)} process(es) of this run still running", red=True
+        )
+        for line in processes:
+            terminalreporter.write_line(line, red=True)
+    files = stash.get(_LEFT_FILES, [])
+    if files:
+        terminalreporter.write_sep(
+            "=", f"{len(files)} temporary file(s) or folder(s) left behind", red=True
+        )
+        for line in files:
+            terminalreporter.write_line(line, red=True)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Close what is still open (sessions, emulators), then remove the run's private home."""
+    """Close what is still open (sessions, emulators), then remove the run's temporary folder
+    (its azhpc home and pytest's tmp_path folders included)."""
     import shutil
 
     from azhpc.core import at_exit
 
-    home = config.stash.get(_TEST_HOME, None)
-    if home is None:
+    run = config.stash.get(_RUN_FOLDER, None)
+    if run is None:
         return
     at_exit.release_all()
-    shutil.rmtree(home, ignore_errors=True)
+    shutil.rmtree(run, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

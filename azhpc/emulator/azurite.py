@@ -60,19 +60,22 @@ _LISTENING = re.compile(r"Blob service (?:is )?successfully listen(?:s|ing) (?:o
 
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-# Runs with ``python -I -S -c``: start Azurite (argv[1:]) and wait for stdin to close; then
-# terminate it and everything else in this process group. Also exits when Azurite does, with
-# its exit code (a signal N as 128 + N). Signal handlers are set on the main thread only:
-# ``signal.signal`` raises in any other thread.
+# Runs with ``python -I -S -c`` in Azurite's workspace (argv[1]): start Azurite (argv[2:]) and
+# wait for stdin to close; then terminate it and everything else in this process group, and
+# remove the workspace (so it goes even when the owner was killed outright). Also exits when
+# Azurite does, with its exit code (a signal N as 128 + N). Signal handlers are set on the main
+# thread only: ``signal.signal`` raises in any other thread.
 _GUARD = """\
-import os, signal, subprocess, sys, threading
-child = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL)
+import os, shutil, signal, subprocess, sys, threading
+workspace = sys.argv[1]
+child = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL)
 signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the guard outlives its own killpg (main thread)
 def _reap_group():
     try:
         os.killpg(0, signal.SIGTERM)
     except OSError:
         pass
+    shutil.rmtree(workspace, ignore_errors=True)
 def _follow():
     code = child.wait()
     _reap_group()
@@ -327,7 +330,7 @@ class Azurite:
             self._listening.clear()
             self.port = None
             if os.name == "posix":
-                argv = [sys.executable, "-I", "-S", "-c", _GUARD, *command]
+                argv = [sys.executable, "-I", "-S", "-c", _GUARD, self._workspace, *command]
                 extra: dict = {"start_new_session": True}
             else:  # pragma: no cover - Windows: no process groups to reap; terminate on stop
                 argv = command
@@ -372,6 +375,14 @@ class Azurite:
         while not self._listening.wait(0.05):
             if self._exited() or time.monotonic() > deadline:
                 break
+        process = self._process
+        if self.port is None and process is not None and self._listening.is_set():
+            # Its output ended without a port: it is exiting, but its pipe closes before the
+            # kernel lets it be reaped; wait for that, to report it as the exit it is.
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
         if self.port is None or self._exited():
             if self._exited():
                 raise AzuriteStartError(self._failure("exited"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 
 from azhpc.emulator.batch import BatchEmulator
-from tests.conftest import wait_until
+from tests.conftest import process_exists, wait_until
 
 models = pytest.importorskip("azure.batch.models")
 
@@ -245,6 +246,8 @@ def test_task_environment_and_stdout_via_download(client: Any, make_pool: Any) -
         'echo "$AZ_BATCH_JOB_ID/$AZ_BATCH_TASK_ID/$AZ_BATCH_POOL_ID/$AZ_BATCH_NODE_ID/$GREETING";'
         " echo oops >&2;"
         ' test "$PWD" = "$AZ_BATCH_TASK_WORKING_DIR" && test -d "$AZ_BATCH_NODE_SHARED_DIR"'
+        # the node's own temporary folder, as a real node has its own /tmp
+        ' && test "$TMPDIR" = "$AZ_BATCH_NODE_ROOT_DIR/tmp" && test -d "$TMPDIR"'
     )
     client.create_task(
         "j",
@@ -261,6 +264,38 @@ def test_task_environment_and_stdout_via_download(client: Any, make_pool: Any) -
     stdout = b"".join(client.download_task_file("j", "env", "stdout.txt")).decode()
     assert stdout == f"j/env/p/{task.node_info.node_id}/hello\n"
     assert b"".join(client.download_task_file("j", "env", "stderr.txt")) == b"oops\n"
+
+
+def test_task_processes_carry_the_mark_of_the_test_run(client: Any, make_pool: Any) -> None:
+    """A node's processes get an environment of their own, nothing of the emulator's: the
+    end-of-run check (tests/leftovers.py) still finds them, by the node folders it names,
+    which are in the run's temporary folder."""
+    import tempfile
+    from pathlib import Path
+
+    from tests.leftovers import processes_left
+
+    make_pool("p", nodes=1)
+    client.create_job(
+        models.BatchJobCreateOptions(id="j", pool_info=models.BatchPoolInfo(pool_id="p"))
+    )
+    client.create_task("j", _task("sleeper", "echo $$; exec sleep 60"))
+
+    def pid() -> int | None:
+        with contextlib.suppress(Exception):
+            text = b"".join(client.download_task_file("j", "sleeper", "stdout.txt")).decode()
+            return int(text) if text.strip() else None
+        return None
+
+    wait_until(lambda: pid() is not None, timeout=10, what="the task to start")
+    sleeper = pid()
+    environment = Path(f"/proc/{sleeper}/environ").read_bytes().split(b"\0")
+    run = Path(tempfile.gettempdir())
+    assert f"TMPDIR={run}".encode() not in environment  # not inherited from this process
+    found = {p.pid: p.why for p in processes_left(run)}
+    assert found.get(sleeper) == "environment"
+    client.terminate_task("j", "sleeper")
+    wait_until(lambda: not process_exists(sleeper), timeout=10, what="the task to end")
 
 
 def test_task_retries_until_max_retry_count(client: Any, make_pool: Any) -> None:

@@ -70,11 +70,14 @@ def test_azurite_dies_with_its_owner_process():
         pid, _port = json.loads(owner.stdout.readline())
         members = group_members(pid)
         assert members
+        workspace = Path(os.readlink(f"/proc/{pid}/cwd"))
+        assert workspace.name.startswith("azhpc-azurite-")
     finally:
         os.kill(owner.pid, signal.SIGKILL)
         owner.wait()
     for member in members:
         wait_until(lambda m=member: not process_exists(m), 15, f"Azurite pid {member} to end")
+    wait_until(lambda: not workspace.exists(), 15, "Azurite's workspace to be removed")
 
 
 def test_azurite_missing_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

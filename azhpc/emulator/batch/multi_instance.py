@@ -109,8 +109,6 @@ def start_multi_instance(
             "OMPI_MCA_rtc": "^hwloc",
             "OMPI_MCA_hwloc_base_binding_policy": "none",
             "AZHPC_EMULATED_HOSTS": str(host_map),
-            # A node's own /tmp, as on a real node (Open MPI's session directory lives there).
-            "TMPDIR": str(_node_tmp(node)),
         }
         envs.append(
             task_environment(
@@ -219,10 +217,3 @@ def _run(
                     }
                 )
     engine._finish_attempt(attempt, code, failure)
-
-
-def _node_tmp(node: Any) -> Path:
-    """The node's own temporary folder (``<node root>/tmp``), created on first use."""
-    folder = Path(node.root) / "tmp"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder

@@ -23,6 +23,7 @@ __all__ = [
     "kill",
     "node_environment",
     "node_info",
+    "node_tmp",
     "run_process",
     "task_environment",
 ]
@@ -30,12 +31,14 @@ __all__ = [
 
 def node_environment(account_name: str, base_url: str, pool: Pool, node: Node) -> dict[str, str]:
     """The node's image environment (:mod:`~azhpc.emulator.batch.node_image`: nothing of this
-    process's) plus the node-wide ``AZ_BATCH_*`` variables."""
+    process's), its own temporary folder (``TMPDIR``: ``<node root>/tmp``, as a real node has
+    its own ``/tmp``; removed with the node) and the node-wide ``AZ_BATCH_*`` variables."""
     home = node.root / "home" / AUTO_USER
     home.mkdir(parents=True, exist_ok=True)
     env = node_image(node.root.parents[1]).environment(home)
     env.update(
         {
+            "TMPDIR": str(node_tmp(node)),
             "AZ_BATCH_ACCOUNT_NAME": account_name,
             "AZ_BATCH_ACCOUNT_URL": base_url + "/",
             "AZ_BATCH_POOL_ID": pool.id,
@@ -49,6 +52,13 @@ def node_environment(account_name: str, base_url: str, pool: Pool, node: Node) -
         }
     )
     return env
+
+
+def node_tmp(node: Node) -> Path:
+    """The node's own temporary folder (``<node root>/tmp``), created on first use."""
+    folder = node.root / "tmp"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def environment_settings(spec: Mapping[str, Any]) -> dict[str, str]:
