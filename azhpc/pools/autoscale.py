@@ -17,7 +17,12 @@ from dataclasses import dataclass
 
 from azhpc.errors import PoolSpecError
 
-__all__ = ["MIN_EVALUATION_MINUTES", "Autoscale"]
+__all__ = [
+    "IDLE_SHUTDOWN_MINUTES",
+    "MIN_EVALUATION_MINUTES",
+    "Autoscale",
+    "idle_shutdown_formula",
+]
 
 #: Batch refuses evaluation intervals under 5 minutes or over 168 hours.
 MIN_EVALUATION_MINUTES = 5
@@ -256,3 +261,37 @@ class Autoscale:
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+#: Minutes without any task after which a fixed-size pool azhpc creates on Azure scales itself
+#: to zero nodes (``PoolSpec(idle_shutdown_minutes=...)``).
+IDLE_SHUTDOWN_MINUTES = 60
+
+
+def idle_shutdown_formula(dedicated: int, spot: int, idle_minutes: int) -> str:
+    """The autoscale formula of a fixed-size pool with an idle guard: ``dedicated`` and
+    ``spot`` nodes while there is work (or too few samples to tell, as right after creation),
+    none after ``idle_minutes`` without any pending or running task. A client killed outright
+    cannot delete its pool; this makes the pool stop billing on its own.
+
+    Parameters
+    ----------
+    dedicated, spot
+        The pool's node counts while in use.
+    idle_minutes
+        Minutes without any task before the pool goes to zero nodes.
+    """
+    idle = f"TimeInterval_Minute * {idle_minutes}"
+    return "\n".join(
+        [
+            f"// azhpc idle guard: {dedicated} dedicated and {spot} spot node(s) while the pool "
+            f"is in use, none after {idle_minutes} minutes without any task",
+            f"$idleSamples = $PendingTasks.GetSamplePercent({idle});",
+            "// busy unless a full window of samples shows no task at all (too few samples: busy)",
+            f"$busy = $idleSamples < 70 ? 1 : max($PendingTasks.GetSample({idle}));",
+            f"$TargetDedicatedNodes = $busy > 0 ? {dedicated} : 0;",
+            f"$TargetLowPriorityNodes = $busy > 0 ? {spot} : 0;",
+            "// shrink only once a node's running tasks have completed",
+            "$NodeDeallocationOption = taskcompletion;",
+        ]
+    )

@@ -135,6 +135,13 @@ class PoolSpec:
     apt_packages
         Debian/Ubuntu packages the start task installs first (``apt-get install``), e.g.
         ``("build-essential",)``.
+    idle_shutdown_minutes
+        A fixed-size pool scales itself to zero nodes after this many minutes without any
+        task, and back to its size when tasks come (Batch evaluates it every 5 minutes), so
+        a pool that a killed client could not delete stops billing on its own. ``"auto"``
+        (default): 60 minutes on Azure, none on the Batch emulator (no money is involved, and
+        the embedded emulator ends with the client). ``None``: keep the nodes until the pool
+        is deleted.
 
     Raises
     ------
@@ -168,6 +175,7 @@ class PoolSpec:
     max_cost_per_hour: float | None = None
     mpi: bool = False
     apt_packages: tuple[str, ...] = ()
+    idle_shutdown_minutes: int | str | None = "auto"
 
     def __init__(
         self,
@@ -186,6 +194,7 @@ class PoolSpec:
         max_cost_per_hour: float | None = None,
         mpi: bool = False,
         apt_packages: Sequence[str] = (),
+        idle_shutdown_minutes: int | str | None = "auto",
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -206,6 +215,7 @@ class PoolSpec:
             "max_cost_per_hour": max_cost_per_hour,
             "mpi": mpi,
             "apt_packages": _normalise_apt_packages(apt_packages),
+            "idle_shutdown_minutes": idle_shutdown_minutes,
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)
@@ -389,6 +399,19 @@ def _validate(spec: PoolSpec, size: VmSize, *, image_given: bool) -> None:
                 "autoscale",
                 f"max_nodes={autoscale.max_nodes} is above azhpc's limit of "
                 f"{MAX_NODES_PER_POOL} per pool",
+            )
+    idle = spec.idle_shutdown_minutes
+    if idle not in ("auto", None):
+        if not _is_count(idle) or idle < 1:
+            refuse(
+                "idle_shutdown_minutes",
+                f'must be a whole number of minutes >= 1, "auto" or None, got {idle!r}',
+            )
+        if autoscale is not None:
+            refuse(
+                "idle_shutdown_minutes",
+                "applies to fixed-size pools; an autoscaled pool says when to go to zero in "
+                "its policy: Autoscale.scale_to_zero_when_idle(idle_minutes=...)",
             )
     slots = spec.task_slots_per_node
     if not _is_count(slots) or not 1 <= slots <= size.max_task_slots:

@@ -19,7 +19,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from azhpc.backends.batch.account import call_batch
-from azhpc.backends.batch.pool_body import ENVIRONMENT_RECORD, ownership_metadata, to_batch_pool
+from azhpc.backends.batch.pool_body import (
+    ENVIRONMENT_RECORD,
+    ownership_metadata,
+    resolve_idle_shutdown,
+    to_batch_pool,
+)
 from azhpc.errors import BatchError, ConfigError, EnvironmentMismatchError, PoolStartError
 from azhpc.pools.autoscale import MIN_EVALUATION_MINUTES, Autoscale
 from azhpc.pools.catalog import price_table
@@ -358,12 +363,15 @@ class BatchPool:
                 f"{self.account.account_name!r}: give its VM size and node count to create it, "
                 f"e.g. azhpc.Pool({self.pool_id!r}, 'Standard_D2s_v5', nodes=2)"
             )
+        idle = resolve_idle_shutdown(self.spec, emulated=self.account.emulated)
         body = to_batch_pool(
             self.spec,
             **self._node_setup(),
             metadata=ownership_metadata(),
+            idle_shutdown_minutes=idle,
         )
-        self._say(f"creating pool {self.pool_id!r}: {self.spec.estimate().summary_line()}")
+        guard = f"; to zero nodes after {idle} minutes without tasks" if idle else ""
+        self._say(f"creating pool {self.pool_id!r}: {self.spec.estimate().summary_line()}{guard}")
 
         def create() -> None:
             self.account.client().create_pool(models.BatchPoolCreateOptions(body))

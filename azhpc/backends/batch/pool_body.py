@@ -20,7 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from azhpc.backends.batch.node_wheel import client_pins
-from azhpc.pools.autoscale import MIN_EVALUATION_MINUTES, Autoscale
+from azhpc.pools.autoscale import (
+    IDLE_SHUTDOWN_MINUTES,
+    MIN_EVALUATION_MINUTES,
+    Autoscale,
+    idle_shutdown_formula,
+)
 from azhpc.pools.catalog import price_table
 from azhpc.version import __version__
 
@@ -41,6 +46,7 @@ __all__ = [
     "mpi_setup_lines",
     "mpi_user_account",
     "ownership_metadata",
+    "resolve_idle_shutdown",
     "start_task_command_line",
     "start_task_script",
     "to_batch_pool",
@@ -114,6 +120,18 @@ def ownership_metadata(job_id: str | None = None) -> dict[str, str]:
         SESSION: job_id or _SESSION_TAG,
         CREATED: dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+
+
+def resolve_idle_shutdown(spec: PoolSpec, *, emulated: bool) -> int | None:
+    """The idle guard of a pool azhpc creates from ``spec``: its ``idle_shutdown_minutes``,
+    with ``"auto"`` as :data:`~azhpc.pools.autoscale.IDLE_SHUTDOWN_MINUTES` on Azure and none
+    on the emulator; none for autoscaled pools (their policy decides)."""
+    if spec.autoscale is not None:
+        return None
+    minutes = spec.idle_shutdown_minutes
+    if minutes == "auto":
+        return None if emulated else IDLE_SHUTDOWN_MINUTES
+    return minutes if isinstance(minutes, int) else None
 
 
 def _default_azhpc_requirement() -> str:
@@ -385,6 +403,7 @@ def to_batch_pool(
     wheel: Mapping[str, str] | None = None,
     wheel_sha256: str | None = None,
     metadata: Mapping[str, str] | None = None,
+    idle_shutdown_minutes: int | None = None,
 ) -> dict[str, Any]:
     """The REST ``PoolAddParameter`` body for ``spec`` (the SDK's ``BatchPoolCreateOptions``).
 
@@ -403,6 +422,10 @@ def to_batch_pool(
     metadata
         More pool metadata, e.g. :func:`ownership_metadata` (the client adds it when it
         creates the pool).
+    idle_shutdown_minutes
+        A fixed-size pool gets the idle guard's autoscale formula instead of fixed targets
+        (:func:`~azhpc.pools.autoscale.idle_shutdown_formula`; see
+        :func:`resolve_idle_shutdown`).
 
     Returns
     -------
@@ -425,7 +448,13 @@ def to_batch_pool(
         "taskSlotsPerNode": spec.task_slots_per_node,
         "enableInterNodeCommunication": spec.inter_node_communication,
     }
-    if spec.autoscale is None:
+    if spec.autoscale is None and idle_shutdown_minutes is not None:
+        body["enableAutoScale"] = True
+        body["autoScaleFormula"] = idle_shutdown_formula(
+            spec.nodes, spec.spot_nodes, idle_shutdown_minutes
+        )
+        body["autoScaleEvaluationInterval"] = _iso_minutes(MIN_EVALUATION_MINUTES)
+    elif spec.autoscale is None:
         body["targetDedicatedNodes"] = spec.nodes
         body["targetLowPriorityNodes"] = spec.spot_nodes
     else:
