@@ -37,6 +37,7 @@ def test_joblib_test_parallel_passes_on_the_azhpc_backend(tmp_path: Path) -> Non
     marker.mkdir()
     env = dict(os.environ)
     env["TMPDIR"] = str(marker)
+    env["JOBLIB_TEMP_FOLDER"] = str(marker)  # its memmapping folders, not in /dev/shm
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     proc = subprocess.Popen(
         [
@@ -73,11 +74,18 @@ def test_joblib_test_parallel_passes_on_the_azhpc_backend(tmp_path: Path) -> Non
         # of their own) to outlive the suite's interpreter, and some end without closing an
         # azhpc session: what is left of the suite goes with it, and its scratch folders are
         # reclaimed, as the next azhpc session on the machine would.
-        from tests.leftovers import processes_left
+        from tests.leftovers import processes_left, wait_while
 
-        for left in processes_left(marker):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(left.pid, signal.SIGKILL)
+        def kill(trackers: bool) -> None:
+            for left in processes_left(marker):
+                if trackers or "resource_tracker" not in left.command:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(left.pid, signal.SIGKILL)
+
+        # the workers first: their resource trackers then clean up after them and exit
+        kill(trackers=False)
+        wait_while(lambda: bool(processes_left(marker)), timeout=10)
+        kill(trackers=True)
         wait_until(lambda: not processes_left(marker), timeout=30, what="the suite's processes")
         from azhpc.backends.local.scratch import reclaim_stale_folders
 
