@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from azhpc.backends.batch.account import BatchError
-from azhpc.backends.batch.lifecycle import BROKEN, USABLE
 from azhpc.backends.batch.pool_body import ENVIRONMENT_RECORD
+from azhpc.backends.batch.pool_nodes import BROKEN, USABLE
 from azhpc.core.outcome import RemoteError, TaskOutcome
 from azhpc.core.states import TaskResult
 from azhpc.errors import PoolStartError, WorkerLostError
