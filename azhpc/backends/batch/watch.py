@@ -248,10 +248,13 @@ class JobWatch:
                 "never run; fix the start task (or the requirements) and run the job again "
                 "(azhpc.attach(job_id) keeps the tasks that finished)"
             )
+        # The job fails first, and the run is marked: a poll racing this one (waiting code
+        # polls too) must not read the tasks the termination completes as lost workers.
+        run.cancelled = True
         with self._lock:
             self._runs.pop(run.spec.job_id, None)
-        self._terminate(run.batch_job_id)
         run.events.job_failed(PoolStartError(message))
+        self._terminate(run.batch_job_id)
         return True
 
     def _pool_check_seconds(self) -> float:
