@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import azhpc
-from azhpc.backends.batch.backend import PAGE_SIZE
+from azhpc.backends.batch.watch import PAGE_SIZE
 from tests.conftest import batch_available, wait_until
 
 pytestmark = pytest.mark.skipif(

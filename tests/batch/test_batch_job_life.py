@@ -56,7 +56,7 @@ def square(x: int) -> int:
 
 
 def test_poll_filter_is_one_batch_accepts() -> None:
-    from azhpc.backends.batch.backend import task_filter
+    from azhpc.backends.batch.watch import task_filter
     from azhpc.emulator.batch.odata import FILTERABLE, compile_filter
 
     compile_filter(task_filter(dt.datetime.now(dt.UTC)), FILTERABLE["tasks"])  # no 400

@@ -29,8 +29,8 @@ from azhpc.pools.spec import PoolSpec
 from azhpc.scatter import run_pieces
 
 if TYPE_CHECKING:
-    from azhpc.backends.batch.lifecycle import NodeStatus
     from azhpc.backends.batch.pool import Pool
+    from azhpc.backends.batch.pool_nodes import NodeStatus
     from azhpc.core.job import Job
     from azhpc.pools.spec import PoolSpec
 

@@ -15,13 +15,10 @@ from __future__ import annotations
 import collections
 import itertools
 import os
-import pickle
 import queue
 import selectors
 import shutil
 import signal
-import struct
-import subprocess
 import sys
 import threading
 import traceback
@@ -30,13 +27,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from azhpc.backends.base import Backend
-from azhpc.backends.local.node import from_ref, to_ref, write_frame
+from azhpc.backends.local.node import from_ref, to_ref
 from azhpc.backends.local.scratch import make_scratch_folder
+from azhpc.backends.local.workers import EXIT_GRACE, NodeProcess, WorkerProcesses, kill_process
 from azhpc.core.outcome import RemoteError, TaskOutcome
 from azhpc.core.payload import decode
 from azhpc.core.states import TaskResult
 from azhpc.errors import ConfigError, SerializationError, SessionStoppedError, WorkerLostError
-from azhpc.version import PACKAGE_FOLDER
 
 if TYPE_CHECKING:
     from azhpc.core.job import JobEvents
@@ -46,36 +43,6 @@ __all__ = ["LocalBackend", "create_backend"]
 
 #: After this many nodes in a row die before they are ready, stop starting new ones.
 STARTUP_FAILURES_LIMIT = 3
-#: Seconds to wait for nodes to exit on their own at close before killing them.
-EXIT_GRACE = 2.0
-#: How much of a node's stderr to keep for error messages.
-STDERR_TAIL = 4096
-
-_THREAD_VARS = (
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-)
-
-
-@dataclass
-class _Node:
-    node_id: str
-    proc: subprocess.Popen[bytes]
-    slots: int
-    ready: bool = False
-    alive: bool = True
-    running: dict[tuple[str, str], int] = field(default_factory=dict)
-    functions: set[str] = field(default_factory=set)
-    shared_jobs: set[str] = field(default_factory=set)
-    buffer: bytearray = field(default_factory=bytearray)
-    stderr_tail: bytearray = field(default_factory=bytearray)
-
-    @property
-    def free(self) -> int:
-        return self.slots - len(self.running) if self.alive else 0
 
 
 @dataclass
@@ -89,7 +56,7 @@ class _JobRun:
     remaining: int = 0
 
 
-class LocalBackend(Backend):
+class LocalBackend(WorkerProcesses, Backend):
     """Worker processes on this machine.
 
     Parameters
@@ -239,7 +206,7 @@ class LocalBackend(Backend):
             self._fail_queued(self._fatal, everything=True)
             self._answer_commands_after_stop()
             for node in list(self._nodes):
-                _kill(node.proc)
+                kill_process(node.proc)
             raise
 
     def _answer_commands_after_stop(self) -> None:
@@ -269,7 +236,7 @@ class LocalBackend(Backend):
                 command[1].put([])
 
     def _serve(self) -> None:
-        self._nodes: list[_Node] = []
+        self._nodes: list[NodeProcess] = []
         self._jobs: dict[str, _JobRun] = {}
         self._queue: collections.deque[tuple[str, str]] = collections.deque()
         self._fatal: str | None = None
@@ -313,94 +280,6 @@ class LocalBackend(Backend):
             elif kind == "close":
                 return command[1]
 
-    def _spawn(self) -> None:
-        node_id = f"node-{next(self._node_ids)}"
-        env = dict(os.environ)
-        share = str(max(1, (os.cpu_count() or 1) // self.workers))
-        for var in _THREAD_VARS:
-            env.setdefault(var, share)
-        package_root = os.path.dirname(PACKAGE_FOLDER)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (package_root, env.get("PYTHONPATH", "")) if p
-        )
-        env["AZHPC_PARENT_PID"] = str(os.getpid())
-        proc = subprocess.Popen(
-            [self.python, "-m", "azhpc.worker", "node"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            start_new_session=True,  # a terminal's Ctrl-C is for the client, not the workers
-        )
-        node = _Node(node_id, proc, self.slots)
-        assert proc.stdout is not None and proc.stderr is not None
-        self._selector.register(proc.stdout, selectors.EVENT_READ, (node, "out"))
-        self._selector.register(proc.stderr, selectors.EVENT_READ, (node, "err"))
-        self._nodes.append(node)
-        hello = {
-            "node": node_id,
-            "sys_path": [p for p in sys.path if p],
-            "scratch": self._scratch,
-            "slots": self.slots,
-        }
-        self._write(node, ("hello", hello))
-
-    def _write(self, node: _Node, message: tuple[Any, ...]) -> bool:
-        try:
-            assert node.proc.stdin is not None
-            write_frame(node.proc.stdin, message)
-            return True
-        except (BrokenPipeError, OSError):
-            self._lost(node)
-            return False
-
-    def _read_node(self, node: _Node) -> None:
-        assert node.proc.stdout is not None
-        chunk = os.read(node.proc.stdout.fileno(), 1 << 20)
-        if not chunk:
-            self._lost(node)
-            return
-        node.buffer += chunk
-        while len(node.buffer) >= 8:
-            (size,) = struct.unpack_from("<Q", node.buffer)
-            if len(node.buffer) < 8 + size:
-                break
-            message = pickle.loads(bytes(node.buffer[8 : 8 + size]))
-            del node.buffer[: 8 + size]
-            if message[0] == "ready":
-                node.ready = True
-                self._startup_failures = 0
-            elif message[0] == "done":
-                self._task_done(node, *message[1:])
-
-    def _read_stderr(self, node: _Node) -> None:
-        assert node.proc.stderr is not None
-        chunk = os.read(node.proc.stderr.fileno(), 1 << 16)
-        if not chunk:
-            self._selector.unregister(node.proc.stderr)
-            return
-        _echo_stderr(node, chunk)
-
-    def _drain_stderr(self, node: _Node) -> None:
-        """Keep what a dead node wrote to stderr but was not read yet (its last words).
-
-        The stdout EOF that reports the death can come before the stderr bytes are read; the
-        pipe is read without blocking, since a child of the node may still hold it open.
-        """
-        stream = node.proc.stderr
-        if stream is None or stream.closed:
-            return
-        fd = stream.fileno()
-        os.set_blocking(fd, False)
-        while True:
-            try:
-                chunk = os.read(fd, 1 << 16)
-            except (BlockingIOError, OSError):
-                return
-            if not chunk:
-                return
-            _echo_stderr(node, chunk)
-
     def _dispatch(self) -> None:
         while self._queue:
             node = max(self._nodes, key=lambda n: n.free, default=None)
@@ -433,7 +312,9 @@ class LocalBackend(Backend):
             if self._write(node, message):
                 run.events.task_running(task_id, node=node.node_id)
 
-    def _task_done(self, node: _Node, job_id: str, task_id: str, attempt: int, ref: Any) -> None:
+    def _task_done(
+        self, node: NodeProcess, job_id: str, task_id: str, attempt: int, ref: Any
+    ) -> None:
         node.running.pop((job_id, task_id), None)
         self._dispatch()  # keep the node busy before decoding this result
         run = self._jobs.get(job_id)
@@ -484,7 +365,7 @@ class LocalBackend(Backend):
                     node.functions.discard(digest)
                 self._write(node, ("forget", "" if in_use else digest, job_id))
 
-    def _lost(self, node: _Node, *, killed_for_cancel: bool = False) -> None:
+    def _lost(self, node: NodeProcess, *, killed_for_cancel: bool = False) -> None:
         """A node died (or its pipe broke): run its tasks again elsewhere and replace it.
 
         With ``killed_for_cancel`` the node was stopped on purpose to cancel a job: its other
@@ -498,7 +379,7 @@ class LocalBackend(Backend):
                 self._selector.unregister(stream)
             except (KeyError, ValueError):
                 pass
-        _kill(node.proc)
+        kill_process(node.proc)
         self._drain_stderr(node)
         code = node.proc.returncode
         self._nodes.remove(node)
@@ -582,38 +463,11 @@ class LocalBackend(Backend):
                 self._lost(node, killed_for_cancel=True)  # other jobs' tasks run again
         self._forget(run)
 
-    def _shutdown(self) -> None:
-        for node in self._nodes:
-            if node.proc.stdin is not None:
-                try:
-                    node.proc.stdin.close()
-                except OSError:
-                    pass
-        for node in self._nodes:
-            try:
-                node.proc.wait(timeout=EXIT_GRACE)
-            except subprocess.TimeoutExpired:
-                _kill(node.proc)
-            for stream in (node.proc.stdout, node.proc.stderr):
-                if stream is not None:
-                    stream.close()
-        self._nodes.clear()
-        self._selector.close()
-
 
 def create_backend(settings: Any, lake: Any, store: Any) -> LocalBackend:
     """The registry's factory: ``settings.workers`` processes (default: one per core) with
     ``settings.slots`` task slots each. Runs on every profile (the lake is not its concern)."""
     return LocalBackend(workers=settings.workers, slots=settings.slots)
-
-
-def _echo_stderr(node: _Node, chunk: bytes) -> None:
-    """Keep the tail of what a node wrote to stderr, and pass it on to the client's stderr."""
-    node.stderr_tail = (node.stderr_tail + chunk)[-STDERR_TAIL:]
-    try:
-        sys.stderr.write(chunk.decode(errors="replace"))
-    except Exception:  # a closed or odd stderr must not stop the scheduler
-        pass
 
 
 def _report_callback_error(job_id: str) -> None:
@@ -624,15 +478,6 @@ def _report_callback_error(job_id: str) -> None:
         traceback.print_exc()
     except Exception:  # a closed or odd stderr must not stop the scheduler
         pass
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        try:
-            proc.kill()
-        except ProcessLookupError:
-            pass
-    proc.wait()
 
 
 def _release(scratch: str, fds: tuple[int, ...], owner: int) -> None:
