@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from azhpc.backends.local.scratch import process_alive
 from azhpc.errors import TaskError
 from azhpc.session import connect
 from azhpc.version import __version__
@@ -27,18 +28,6 @@ def _slow_is_prime(n: int) -> bool:
 def _zscore_by_user(part: Any) -> Any:
     grouped = part.groupby("user").latency
     return part.assign(z=(part.latency - grouped.transform("mean")) / grouped.transform("std"))
-
-
-def _process_exists(pid: int) -> bool:
-    import os
-
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _timed(step: Callable[[], Any]) -> tuple[Any, float]:
@@ -105,7 +94,7 @@ def run(*, workers: int | None = None, rows: int = 1_000_000, out: TextIO | None
         except TaskError as error:
             say(f"  4. a failing task raises azhpc.TaskError: {error.headline}")
         pids = session.backend.node_pids() if hasattr(session.backend, "node_pids") else []
-    left = [pid for pid in pids if _process_exists(pid)]
+    left = [pid for pid in pids if process_alive(pid)]
     ok &= not left
     say(
         f"  session closed; {len(pids)} worker processes stopped"

@@ -4,21 +4,11 @@ defect 8)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 import azhpc
 from azhpc.errors import PoolStartError
-from tests.conftest import batch_available, wait_until
-
-
-@pytest.fixture(scope="module")
-def emulated() -> Iterator[azhpc.Session]:
-    if not batch_available():
-        pytest.skip("needs azure-batch and Azurite (./dev test installs both)")
-    with azhpc.connect("emulated", backend="batch", workers=1, progress=False) as session:
-        yield session
+from tests.conftest import wait_until
 
 
 def test_map_on_a_pool_whose_nodes_broke_after_it_started_raises_pool_start_error(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +20,7 @@ import azhpc
 from azhpc.backends.batch.pool_body import to_batch_pool
 from azhpc.errors import PoolStartError
 from azhpc.pools import PoolSpec
-from tests.conftest import batch_available, wait_until
-
-
-@pytest.fixture(scope="module")
-def emulated() -> Iterator[azhpc.Session]:
-    if not batch_available():
-        pytest.skip("needs azure-batch and Azurite (./dev test installs both)")
-    with azhpc.connect("emulated", backend="batch", workers=1, progress=False) as session:
-        yield session
+from tests.conftest import wait_until
 
 
 def _where_am_i(_: Any) -> dict[str, Any]:

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -55,14 +54,6 @@ def test_fixed_pools_on_azure_get_the_idle_guard_by_default() -> None:
     for bad in (0, -5, 2.5, "soon", True):
         with pytest.raises(PoolSpecError, match="idle_shutdown_minutes"):
             PoolSpec("p", "Standard_D2s_v5", nodes=1, idle_shutdown_minutes=bad)
-
-
-@pytest.fixture(scope="module")
-def emulated() -> Iterator[azhpc.Session]:
-    if not batch_available():
-        pytest.skip("needs azure-batch and Azurite (./dev test installs both)")
-    with azhpc.connect("emulated", backend="batch", workers=1, progress=False) as session:
-        yield session
 
 
 def test_guarded_pool_goes_to_zero_when_idle_and_comes_back_for_work(emulated) -> None:
