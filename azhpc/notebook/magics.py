@@ -29,6 +29,20 @@ _NAMES = re.compile(rf"^{_IDENTIFIER}(?:,{_IDENTIFIER})*$")
 _EXPR = "EXPR"
 
 
+
+def running_cell_number(shell: Any) -> int | None:
+    """The number of the cell being run (``In[N]``), as the notebook shows it.
+
+    IPython numbers a cell before running it and has already moved ``execution_count`` on
+    to the next number by then (IPython 9), so that is one too many; the cell's own input is
+    already in the history, at index N. ``None`` when the shell keeps no history.
+    """
+    history = getattr(shell, "history_manager", None)
+    inputs = getattr(history, "input_hist_raw", None)
+    if inputs:
+        return len(inputs) - 1
+    return None
+
 def split_map_expression(line: str) -> tuple[str, str | None]:
     """Take the ``EXPR`` of ``--map NAME in EXPR`` out of a magic's line.
 
@@ -128,7 +142,7 @@ class AzrunMagics(Magics):
         return pool
 
     def _filename(self, source: str) -> str:
-        return azrun.cell_filename(source, self.shell.execution_count)
+        return azrun.cell_filename(source, running_cell_number(self.shell))
 
     @magic_arguments("%azrun")  # usage reads "%%azrun"
     @argument(

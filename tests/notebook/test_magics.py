@@ -238,3 +238,14 @@ def test_variable_errors_render_as_their_message_only(shell, pool):
     assert isinstance(error, azhpc.UndefinedVariableError)
     [line] = error._render_traceback_()
     assert "UndefinedVariableError" in line and "not_defined_anywhere" in line
+
+
+def test_azrun_remote_traceback_names_the_cell_it_ran_in(shell: InteractiveShell, capsys) -> None:
+    """The remote traceback's file name carries the cell's own number, as the notebook shows
+    it (``In[N]``), not the next one (issue 14, item 3)."""
+    run(shell, "x = 1")
+    result = shell.run_cell("%%azrun\n1 / 0", store_history=True)
+    assert isinstance(result.error_in_exec, azhpc.TaskError)
+    shown = capsys.readouterr().out
+    assert f"<azrun In[{result.execution_count}] " in shown, shown
+    assert f"<azrun In[{result.execution_count + 1}] " not in shown
