@@ -101,4 +101,9 @@ def run(*, workers: int | None = None, rows: int = 1_000_000, out: TextIO | None
         + (f", but {left} are still running!" if left else ", none left.")
     )
     say("quickstart " + ("succeeded" if ok else "FAILED: a result differed"))
+    if ok:
+        say(
+            "next: the workshop notebooks in notebooks/ (01 is the quickstart in a notebook); "
+            "open them in JupyterLab with `./dev lab`"
+        )
     return 0 if ok else 1

@@ -33,3 +33,31 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "./dev test" in readme and "./dev quickstart" in readme
     assert "./dev test" in ci
+
+
+def test_the_newcomers_path_leads_from_the_quickstart_to_the_notebooks_in_jupyterlab():
+    """Two set-up commands, then one to open the workshop (issue 14, items 1 and 10)."""
+    import io
+    import tomllib
+
+    from azhpc.quickstart import run
+
+    readme = (ROOT / "README.md").read_text()
+    assert "./dev lab" in readme and "01-quickstart" in readme
+    dev = (ROOT / "dev").read_text()
+    lab = dev.split("    lab)\n", 1)[1].split(";;", 1)[0]
+    assert 'ensure_env "[workshop]"' in lab and 'jupyter" lab' in lab and "notebooks" in lab
+    assert "127.0.0.1" in lab and "--allow-root" in lab  # this machine only; root in containers
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert any(r.startswith("jupyterlab") for r in extras["notebook"])
+    assert "notebook" in extras["workshop"][0] and "azure" in extras["workshop"][0]
+    out = io.StringIO()
+    assert run(workers=1, rows=10_000, out=out) == 0
+    assert (
+        out.getvalue()
+        .rstrip()
+        .splitlines()[-1]
+        .endswith("open them in JupyterLab with `./dev lab`")
+    )
