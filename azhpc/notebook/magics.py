@@ -29,7 +29,6 @@ _NAMES = re.compile(rf"^{_IDENTIFIER}(?:,{_IDENTIFIER})*$")
 _EXPR = "EXPR"
 
 
-
 def running_cell_number(shell: Any) -> int | None:
     """The number of the cell being run (``In[N]``), as the notebook shows it.
 
@@ -42,6 +41,7 @@ def running_cell_number(shell: Any) -> int | None:
     if inputs:
         return len(inputs) - 1
     return None
+
 
 def split_map_expression(line: str) -> tuple[str, str | None]:
     """Take the ``EXPR`` of ``--map NAME in EXPR`` out of a magic's line.
